@@ -1,0 +1,31 @@
+package bench
+
+import (
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// testStack is the raw stack with a one-second rebroadcast, so that
+// convergence that waits on a rebroadcast takes seconds, not minutes.
+const testStack = "raw-1s"
+
+func init() {
+	Register(testStack, RawFactory(RawOptions{RebroadcastInterval: time.Second}))
+}
+
+// smallParams sizes the workloads for tests.
+func smallParams() Params {
+	return Params{
+		Records:   200,
+		ValueSize: 1024,
+		Writers:   8,
+		BatchSize: 20,
+		PerNode:   70,
+		Timeout:   30 * time.Second,
+		Poll:      20 * time.Millisecond,
+	}
+}
+
+// leakOptions are the goroutines that outlive every stack by design.
+var leakOptions = []goleak.Option{}

@@ -1,0 +1,427 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/examnode/examnode/integration"
+	"github.com/examnode/examnode/node"
+	"github.com/examnode/examnode/schema"
+)
+
+func (e *env) printJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (e *env) table(header string, rows [][]string) {
+	tw := tabwriter.NewWriter(e.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+func initCmd(e *env) *cobra.Command {
+	var role, network, api string
+	var orgs, listen, peers []string
+	c := &cobra.Command{
+		Use:   "init",
+		Short: "Create this node's data directory: config, identity and API token",
+		Example: `  # an exam VM of test centre C1 that keeps central in reach
+  examnode init --role vm --org C1 --peer /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW...
+
+  # the central host
+  examnode init --role central --listen /ip4/0.0.0.0/tcp/4001`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := schema.ParseRole(role)
+			if err != nil {
+				return err
+			}
+			cfg := node.DefaultConfig(r, orgs...)
+			cfg.Network, cfg.API, cfg.Peers = network, api, peers
+			if len(listen) > 0 {
+				cfg.Listen = listen
+			}
+			if err := node.Init(e.dir, cfg); err != nil {
+				return err
+			}
+			n, err := node.New(e.dir, cfg, node.Deps{})
+			if err != nil {
+				return err
+			}
+			id := n.ID()
+			if err := n.Close(); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "initialised %s\n  peer ID: %s\n  role:    %s\n  orgs:    %s\nstart it with: examnode run --dir %s\n",
+				e.dir, id, r, strings.Join(orgs, ", "), e.dir)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&role, "role", "", "central, vm or archive (required)")
+	c.Flags().StringSliceVar(&orgs, "org", nil, "organisation (test centre) ID; a vm takes exactly one")
+	c.Flags().StringVar(&network, "network", "examnode", "mesh name; nodes of different networks refuse each other")
+	c.Flags().StringSliceVar(&listen, "listen", nil, "libp2p listen multiaddr (default /ip4/0.0.0.0/tcp/4001)")
+	c.Flags().StringSliceVar(&peers, "peer", nil, "multiaddr of a peer to keep connected to, ending in /p2p/<id>")
+	c.Flags().StringVar(&api, "api", node.DefaultAPIAddr, "local API address (keep it on loopback)")
+	_ = c.MarkFlagRequired("role")
+	return c
+}
+
+func runCmd(e *env) *cobra.Command {
+	var verbose bool
+	c := &cobra.Command{
+		Use:     "run",
+		Short:   "Run the examnode daemon until interrupted",
+		Example: "  examnode run --dir /var/lib/examnode",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := node.LoadConfig(e.dir)
+			if err != nil {
+				return err
+			}
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+			n, err := node.New(e.dir, cfg, node.Deps{Logger: logger})
+			if err != nil {
+				return err
+			}
+			if err := n.Start(cmd.Context()); err != nil {
+				return errorsJoin(err, n.Close())
+			}
+			logger.Info("examnode running", "id", n.ID(), "roles", cfg.Roles, "orgs", n.Orgs(), "api", n.APIAddr())
+			for _, a := range n.Addrs() {
+				logger.Info("listening", "addr", a)
+			}
+			<-cmd.Context().Done()
+			logger.Info("stopping")
+			return n.Close()
+		},
+	}
+	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logging")
+	return c
+}
+
+func statusCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "This node: identity, roles, organisations, and a one-line verdict",
+		Example: `  examnode status
+  examnode status --json | jq .verdict`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			st, err := cl.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(st)
+			}
+			roles := make([]string, len(st.Roles))
+			for i, r := range st.Roles {
+				roles[i] = string(r)
+			}
+			w := e.stdout
+			fmt.Fprintf(w, "verdict:   %s\n", st.Verdict)
+			for _, p := range st.Problems {
+				fmt.Fprintf(w, "  problem: %s\n", p)
+			}
+			fmt.Fprintf(w, "peer ID:   %s\nroles:     %s\nnetwork:   %s\nversion:   %s (protocol %d)\nuptime:    %s\nstore:     %s\npeers:     %d connected\n",
+				st.ID, strings.Join(roles, ","), st.Network, st.Version, st.Protocol, st.Uptime, humanBytes(st.StoreBytes), st.Peers)
+			for _, a := range st.Addrs {
+				fmt.Fprintf(w, "address:   %s\n", a)
+			}
+			var rows [][]string
+			for _, r := range st.Replicas {
+				rows = append(rows, []string{r.Org, fmt.Sprint(r.Records), fmt.Sprint(len(r.Heads)), fmt.Sprint(r.MaxHeight), fmt.Sprint(r.QueuedJobs), fmt.Sprint(len(r.Peers)), fmt.Sprint(r.Dirty)})
+			}
+			fmt.Fprintln(w)
+			e.table("ORG\tRECORDS\tHEADS\tHEIGHT\tQUEUED\tPEERS\tDIRTY", rows)
+			return nil
+		},
+	}
+}
+
+func peersCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "peers",
+		Short:   "Every peer this node knows: roles, organisations, connection, last seen",
+		Example: "  examnode peers",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			ps, err := cl.Peers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(ps)
+			}
+			var rows [][]string
+			for _, p := range ps {
+				state := "disconnected"
+				if p.Connected {
+					state = "connected (" + p.Direction + ")"
+				}
+				rows = append(rows, []string{shortID(p.ID), strings.Join(p.Roles, ","), strings.Join(p.Orgs, ","), state,
+					p.Addr, ago(p.LastSeen), p.RTT.Round(time.Microsecond).String(), p.LastError})
+			}
+			e.table("PEER\tROLES\tORGS\tSTATE\tADDRESS\tLAST SEEN\tRTT\tLAST ERROR", rows)
+			return nil
+		},
+	}
+}
+
+func syncCmd(e *env) *cobra.Command {
+	var org string
+	return withOrgFlag(&cobra.Command{
+		Use:     "sync",
+		Short:   "Per organisation: heads, height, queued DAG jobs, announcements, peers",
+		Example: "  examnode sync --org C1",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			rs, err := cl.Sync(cmd.Context(), org)
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(rs)
+			}
+			var rows [][]string
+			for _, r := range rs {
+				a := r.Announcements
+				rows = append(rows, []string{r.Org, fmt.Sprint(r.Records), fmt.Sprint(len(r.Heads)), fmt.Sprint(r.MaxHeight),
+					fmt.Sprint(r.QueuedJobs), fmt.Sprint(r.Dirty), fmt.Sprint(r.Written),
+					fmt.Sprintf("%d/%d/%d", a.Published, a.Received+a.Exchanged, a.Dropped), fmt.Sprint(len(r.Peers))})
+			}
+			e.table("ORG\tRECORDS\tHEADS\tHEIGHT\tQUEUED\tDIRTY\tWRITTEN HERE\tANNOUNCE SENT/RECV/DROPPED\tPEERS", rows)
+			return nil
+		},
+	}, &org)
+}
+
+func withOrgFlag(c *cobra.Command, org *string) *cobra.Command {
+	c.Flags().StringVar(org, "org", "", "only this organisation")
+	return c
+}
+
+func putCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "put ORG KEY VALUE|-",
+		Short: "Write a raw record (a debugging aid); '-' reads the value from stdin",
+		Example: `  examnode put C1 /notes/n1 "hello"
+  echo '{"a":1}' | examnode put C1 /notes/n2 -`,
+		Args: cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			val := []byte(args[2])
+			if args[2] == "-" {
+				if val, err = io.ReadAll(io.LimitReader(e.stdin, node.MaxValueSize+1)); err != nil {
+					return err
+				}
+			}
+			r, err := cl.Put(cmd.Context(), args[0], args[1], val)
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(r)
+			}
+			fmt.Fprintf(e.stdout, "stored %s in %s (durable)\n", r.Key, r.Org)
+			return nil
+		},
+	}
+}
+
+func getCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "get ORG KEY",
+		Short:   "Print a raw record's value",
+		Example: "  examnode get C1 /notes/n1",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			v, err := cl.Get(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			_, err = e.stdout.Write(v)
+			if err == nil && len(v) > 0 && v[len(v)-1] != '\n' {
+				_, err = fmt.Fprintln(e.stdout)
+			}
+			return err
+		},
+	}
+}
+
+func lsCmd(e *env) *cobra.Command {
+	var values bool
+	var offset, limit int
+	c := &cobra.Command{
+		Use:     "ls ORG [PREFIX]",
+		Short:   "List raw records of an organisation",
+		Example: "  examnode ls C1 /results --values",
+		Args:    cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			prefix := "/"
+			if len(args) == 2 {
+				prefix = args[1]
+			}
+			es, err := cl.List(cmd.Context(), args[0], prefix, values, offset, limit)
+			if err != nil {
+				return err
+			}
+			if e.json {
+				return e.printJSON(es)
+			}
+			var rows [][]string
+			for _, en := range es {
+				v := en.Value
+				if en.Binary {
+					v = "(binary)"
+				}
+				rows = append(rows, []string{en.Key, fmt.Sprint(en.Size), v})
+			}
+			e.table("KEY\tSIZE\tVALUE", rows)
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&values, "values", false, "show values (text only)")
+	c.Flags().IntVar(&offset, "offset", 0, "skip this many records")
+	c.Flags().IntVar(&limit, "limit", 1000, "list at most this many records")
+	return c
+}
+
+func rmCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm ORG KEY",
+		Short:   "Delete a raw record",
+		Example: "  examnode rm C1 /notes/n1",
+		Args:    cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := e.client()
+			if err != nil {
+				return err
+			}
+			if err := cl.Delete(cmd.Context(), args[0], args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "deleted %s from %s (durable)\n", args[1], args[0])
+			return nil
+		},
+	}
+}
+
+func demoCmd(e *env) *cobra.Command {
+	var opts integration.DemoOptions
+	c := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a local mesh (central + VMs, one process, 127.0.0.1) and show it converge",
+		Long: `demo starts a central node and exam VMs of one test centre on 127.0.0.1, each
+with its own badger store in a temporary directory. Central writes deliveries and
+every VM writes results; then one VM is cut off, both sides keep writing, and the
+cut heals. It prints each record as it reaches every node, and exits 0 only if
+every node ends with every record.`,
+		Example: `  examnode demo
+  examnode demo --vms 5 --records 50 --json`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			progress := e.stdout
+			if e.json {
+				progress = io.Discard
+			}
+			sum, err := integration.RunDemo(cmd.Context(), opts, progress)
+			if e.json {
+				if perr := e.printJSON(sum); perr != nil {
+					return perr
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if !sum.OK {
+				return fmt.Errorf("demo did not converge")
+			}
+			return nil
+		},
+	}
+	c.Flags().IntVar(&opts.VMs, "vms", 3, "number of exam VMs")
+	c.Flags().IntVar(&opts.Records, "records", 10, "records each node writes per phase")
+	c.Flags().DurationVar(&opts.Timeout, "timeout", time.Minute, "give up on convergence after this long")
+	c.Flags().StringVar(&opts.Dir, "keep", "", "keep the nodes' data in this directory instead of a temporary one")
+	return c
+}
+
+func shortID(id string) string {
+	if len(id) > 16 {
+		return id[:8] + "…" + id[len(id)-6:]
+	}
+	return id
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func humanBytes(b uint64) string {
+	const unit = 1024
+	if b < unit {
+		return fmt.Sprintf("%d B", b)
+	}
+	div, exp := uint64(unit), 0
+	for n := b / unit; n >= unit; n /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
+}
+
+func errorsJoin(errs ...error) error {
+	var out []string
+	for _, err := range errs {
+		if err != nil {
+			out = append(out, err.Error())
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s", strings.Join(out, "; "))
+}
+
+var _ = context.Background
+var _ = os.Stdout

@@ -1,0 +1,546 @@
+package crdt
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	gocrdt "github.com/ipfs/go-ds-crdt"
+	"github.com/ipfs/go-ds-crdt/pb"
+	ipld "github.com/ipfs/go-ipld-format"
+	"google.golang.org/protobuf/proto"
+)
+
+// Broadcaster sends and receives head announcements for one organisation.
+// It is go-ds-crdt's own two-method interface.
+type Broadcaster interface {
+	// Broadcast sends data to the other replicas of the organisation.
+	Broadcast(ctx context.Context, data []byte) error
+	// Next blocks until a payload arrives from another replica.
+	Next(ctx context.Context) ([]byte, error)
+}
+
+// ErrNoMoreBroadcast tells a replica that its broadcaster has stopped.
+var ErrNoMoreBroadcast = gocrdt.ErrNoMoreBroadcast
+
+// Options configures one replica.
+type Options struct {
+	// Org is the organisation ID the replica holds.
+	Org string
+	// RebroadcastInterval is how often go-ds-crdt re-announces heads that it
+	// has not seen announced by others. Heads are also exchanged directly
+	// on connect (see the mesh package), so this is a backstop.
+	RebroadcastInterval time.Duration
+	// DAGSyncerTimeout bounds one attempt to fetch a DAG node. A failed
+	// attempt is retried at the next announcement of the same head.
+	DAGSyncerTimeout time.Duration
+	// NumWorkers is the number of go-ds-crdt DAG-walking workers.
+	NumWorkers int
+	// MaxGroupRecords bounds how many records one group commit gathers.
+	MaxGroupRecords int
+	// GroupWindow is how long the committer waits for more writes after
+	// the first one of a group. Zero means natural batching: a group is
+	// whatever queued up while the previous group was being made durable.
+	GroupWindow time.Duration
+	// OnPut and OnDelete are called, from go-ds-crdt's goroutines, for every
+	// local or replicated change that takes effect.
+	OnPut    func(key string, value []byte)
+	OnDelete func(key string)
+}
+
+// DefaultOptions returns the options for org that a daemon uses.
+func DefaultOptions(org string) Options {
+	return Options{
+		Org:                 org,
+		RebroadcastInterval: 30 * time.Second,
+		DAGSyncerTimeout:    30 * time.Second,
+		NumWorkers:          4,
+		MaxGroupRecords:     2000,
+	}
+}
+
+func (o *Options) validate() error {
+	if err := ValidateOrg(o.Org); err != nil {
+		return err
+	}
+	d := DefaultOptions(o.Org)
+	if o.RebroadcastInterval == 0 {
+		o.RebroadcastInterval = d.RebroadcastInterval
+	}
+	if o.DAGSyncerTimeout == 0 {
+		o.DAGSyncerTimeout = d.DAGSyncerTimeout
+	}
+	if o.NumWorkers == 0 {
+		o.NumWorkers = d.NumWorkers
+	}
+	if o.MaxGroupRecords == 0 {
+		o.MaxGroupRecords = d.MaxGroupRecords
+	}
+	switch {
+	case o.RebroadcastInterval < 0, o.DAGSyncerTimeout < 0, o.GroupWindow < 0:
+		return fmt.Errorf("crdt: negative interval in options for %s", o.Org)
+	case o.NumWorkers < 0, o.MaxGroupRecords < 0:
+		return fmt.Errorf("crdt: negative count in options for %s", o.Org)
+	}
+	return nil
+}
+
+// Deps are the replica's collaborators. The replica closes none of them.
+type Deps struct {
+	Store *Store
+	// DAG stores and fetches DAG nodes (shared by every replica of a node).
+	DAG ipld.DAGService
+	// Broadcaster is nil for an offline replica.
+	Broadcaster Broadcaster
+	Logger      *slog.Logger
+}
+
+// Op is one write: a Put, or a Delete when Delete is true.
+type Op struct {
+	Key    string
+	Value  []byte
+	Delete bool
+}
+
+type writeReq struct {
+	ops  []Op
+	done chan error
+}
+
+// Replica is one organisation's CRDT datastore.
+type Replica struct {
+	org    string
+	opts   Options
+	store  *Store
+	crdt   *gocrdt.Datastore
+	logger *slog.Logger
+
+	writes chan *writeReq
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+	closeErr  error
+
+	groups      atomic.Uint64
+	written     atomic.Uint64
+	writeErrors atomic.Uint64
+	lastCommit  atomic.Int64 // unix nanos
+}
+
+// Namespace is where an organisation's CRDT state lives in the shared store.
+func Namespace(org string) ds.Key { return ds.NewKey("/orgs").ChildString(org) }
+
+// NewReplica opens (or creates) the replica for opts.Org.
+func NewReplica(opts Options, deps Deps) (*Replica, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil || deps.DAG == nil {
+		return nil, fmt.Errorf("crdt: replica %s needs a store and a DAG service", opts.Org)
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	logger = logger.With("org", opts.Org)
+
+	copts := gocrdt.DefaultOptions()
+	copts.Logger = slogAdapter{logger.With("component", "go-ds-crdt")}
+	copts.RebroadcastInterval = opts.RebroadcastInterval
+	copts.DAGSyncerTimeout = opts.DAGSyncerTimeout
+	copts.NumWorkers = opts.NumWorkers
+	copts.RepairInterval = time.Hour
+	if opts.OnPut != nil {
+		f := opts.OnPut
+		copts.PutHook = func(k ds.Key, v []byte) { f(k.String(), v) }
+	}
+	if opts.OnDelete != nil {
+		f := opts.OnDelete
+		copts.DeleteHook = func(k ds.Key) { f(k.String()) }
+	}
+
+	var bc gocrdt.Broadcaster
+	if deps.Broadcaster != nil {
+		bc = deps.Broadcaster
+	}
+	cd, err := gocrdt.New(deps.Store.Datastore(), Namespace(opts.Org), deps.DAG, bc, copts)
+	if err != nil {
+		return nil, fmt.Errorf("crdt: open replica %s: %w", opts.Org, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Replica{
+		org:    opts.Org,
+		opts:   opts,
+		store:  deps.Store,
+		crdt:   cd,
+		logger: logger,
+		writes: make(chan *writeReq, 4*opts.MaxGroupRecords),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.commitLoop()
+	}()
+	return r, nil
+}
+
+// Org is the organisation this replica holds.
+func (r *Replica) Org() string { return r.org }
+
+// Put writes one record and returns once it is durable.
+func (r *Replica) Put(ctx context.Context, key string, value []byte) error {
+	return r.Apply(ctx, []Op{{Key: key, Value: value}})
+}
+
+// Delete removes a record and returns once the removal is durable.
+func (r *Replica) Delete(ctx context.Context, key string) error {
+	return r.Apply(ctx, []Op{{Key: key, Delete: true}})
+}
+
+// Apply writes ops in one delta, together with whatever other writes are
+// in flight, and returns once they are durable. If it returns an error, the
+// ops were not acknowledged; they may still take effect later (a delta that
+// failed to be published stays pending in go-ds-crdt and is published with
+// the next group), so a caller retrying is always safe.
+func (r *Replica) Apply(ctx context.Context, ops []Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	for _, op := range ops {
+		if err := ValidateKey(op.Key); err != nil {
+			return err
+		}
+	}
+	req := &writeReq{ops: ops, done: make(chan error, 1)}
+	select {
+	case r.writes <- req:
+	case <-r.ctx.Done():
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-r.ctx.Done():
+		// The committer commits what was queued before it exits; a request
+		// that arrived after its last look was never committed.
+		r.wg.Wait()
+		select {
+		case err := <-req.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		// The write may still become durable; the caller was not told so.
+		return ctx.Err()
+	}
+}
+
+// commitLoop is the single writer of the replica's go-ds-crdt batch: the
+// batch's pending delta is shared by the whole datastore, so only one
+// goroutine may build it.
+func (r *Replica) commitLoop() {
+	var group []*writeReq
+	for {
+		group = group[:0]
+		select {
+		case <-r.ctx.Done():
+			r.commitQueued()
+			return
+		case req := <-r.writes:
+			group = append(group, req)
+		}
+		n := len(group[0].ops)
+		if r.opts.GroupWindow > 0 {
+			timer := time.NewTimer(r.opts.GroupWindow)
+		window:
+			for n < r.opts.MaxGroupRecords {
+				select {
+				case req := <-r.writes:
+					group = append(group, req)
+					n += len(req.ops)
+				case <-timer.C:
+					break window
+				}
+			}
+			timer.Stop()
+		}
+	drain:
+		for n < r.opts.MaxGroupRecords {
+			select {
+			case req := <-r.writes:
+				group = append(group, req)
+				n += len(req.ops)
+			default:
+				break drain
+			}
+		}
+		r.finish(group, n)
+	}
+}
+
+// finish commits a group and answers every request in it.
+func (r *Replica) finish(group []*writeReq, n int) {
+	err := r.commit(group)
+	if err != nil {
+		r.writeErrors.Add(uint64(n))
+	} else {
+		r.groups.Add(1)
+		r.written.Add(uint64(n))
+		r.lastCommit.Store(time.Now().UnixNano())
+	}
+	for _, req := range group {
+		req.done <- err
+	}
+}
+
+// commitQueued commits, on Close, whatever writes are already queued, so a
+// caller that got its write in is answered with its outcome.
+func (r *Replica) commitQueued() {
+	for {
+		var group []*writeReq
+		n := 0
+	drain:
+		for n < r.opts.MaxGroupRecords {
+			select {
+			case req := <-r.writes:
+				group = append(group, req)
+				n += len(req.ops)
+			default:
+				break drain
+			}
+		}
+		if len(group) == 0 {
+			return
+		}
+		r.finish(group, n)
+	}
+}
+
+func (r *Replica) commit(group []*writeReq) error {
+	// Writes in flight finish even while Close waits: Close cancels r.ctx
+	// only after it stops accepting writes, so a background context here
+	// never outlives the replica.
+	ctx := context.Background()
+	b, err := r.crdt.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, req := range group {
+		for _, op := range req.ops {
+			if op.Delete {
+				err = b.Delete(ctx, ds.NewKey(op.Key))
+			} else {
+				err = b.Put(ctx, ds.NewKey(op.Key), op.Value)
+			}
+			if err != nil {
+				return fmt.Errorf("crdt: %s: stage %s: %w", r.org, op.Key, classify(err))
+			}
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return fmt.Errorf("crdt: %s: commit: %w", r.org, classify(err))
+	}
+	if err := r.store.Sync(ctx); err != nil {
+		return fmt.Errorf("crdt: %s: sync: %w", r.org, err)
+	}
+	return nil
+}
+
+// Get returns the value of key, or ErrNotFound.
+func (r *Replica) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	v, err := r.crdt.Get(ctx, ds.NewKey(key))
+	if err == ds.ErrNotFound {
+		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, key, r.org)
+	}
+	return v, err
+}
+
+// Has reports whether key is present.
+func (r *Replica) Has(ctx context.Context, key string) (bool, error) {
+	if err := ValidateKey(key); err != nil {
+		return false, err
+	}
+	return r.crdt.Has(ctx, ds.NewKey(key))
+}
+
+// Entry is one record of a listing.
+type Entry struct {
+	Key   string
+	Value []byte
+}
+
+// List returns the records under prefix ("/" for all), in key order,
+// skipping offset and returning at most limit (0: no limit).
+func (r *Replica) List(ctx context.Context, prefix string, keysOnly bool, offset, limit int) ([]Entry, error) {
+	res, err := r.crdt.Query(ctx, query.Query{
+		Prefix:   prefix,
+		KeysOnly: keysOnly,
+		Orders:   []query.Order{query.OrderByKey{}},
+		Offset:   offset,
+		Limit:    limit,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	var out []Entry
+	for e := range res.Next() {
+		if e.Error != nil {
+			return nil, e.Error
+		}
+		out = append(out, Entry{Key: e.Key, Value: e.Value})
+	}
+	return out, nil
+}
+
+// Count returns how many records the replica holds under prefix.
+func (r *Replica) Count(ctx context.Context, prefix string) (int, error) {
+	res, err := r.crdt.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer res.Close()
+	n := 0
+	for e := range res.Next() {
+		if e.Error != nil {
+			return n, e.Error
+		}
+		n++
+	}
+	return n, nil
+}
+
+// Stats describes a replica's replication state.
+type Stats struct {
+	Org         string    `json:"org"`
+	Heads       []string  `json:"heads"`
+	MaxHeight   uint64    `json:"max_height"`
+	QueuedJobs  int       `json:"queued_jobs"`
+	Dirty       bool      `json:"dirty"`
+	Groups      uint64    `json:"groups_committed"`
+	Written     uint64    `json:"records_written"`
+	WriteErrors uint64    `json:"write_errors"`
+	LastCommit  time.Time `json:"last_commit,omitzero"`
+}
+
+// Stats reports the replica's heads, height, queue and write counters.
+func (r *Replica) Stats(ctx context.Context) Stats {
+	in := r.crdt.InternalStats(ctx)
+	st := Stats{
+		Org:         r.org,
+		MaxHeight:   in.MaxHeight,
+		QueuedJobs:  in.QueuedJobs,
+		Dirty:       r.crdt.IsDirty(ctx),
+		Groups:      r.groups.Load(),
+		Written:     r.written.Load(),
+		WriteErrors: r.writeErrors.Load(),
+	}
+	for _, h := range in.Heads {
+		st.Heads = append(st.Heads, h.String())
+	}
+	if t := r.lastCommit.Load(); t != 0 {
+		st.LastCommit = time.Unix(0, t)
+	}
+	return st
+}
+
+// Heads returns the replica's current heads.
+func (r *Replica) Heads(ctx context.Context) []cid.Cid {
+	return r.crdt.InternalStats(ctx).Heads
+}
+
+// HeadsAnnouncement encodes the replica's current heads in go-ds-crdt's
+// broadcast format, for a direct heads exchange with a peer.
+func (r *Replica) HeadsAnnouncement(ctx context.Context) ([]byte, error) {
+	return EncodeHeads(r.Heads(ctx))
+}
+
+// EncodeHeads encodes heads in go-ds-crdt's broadcast format.
+func EncodeHeads(heads []cid.Cid) ([]byte, error) {
+	msg := &pb.CRDTBroadcast{}
+	for _, h := range heads {
+		msg.Heads = append(msg.Heads, &pb.Head{Cid: h.Bytes()})
+	}
+	return proto.Marshal(msg)
+}
+
+// DecodeHeads decodes a go-ds-crdt broadcast into its heads.
+func DecodeHeads(data []byte) ([]cid.Cid, error) {
+	msg := &pb.CRDTBroadcast{}
+	if err := proto.Unmarshal(data, msg); err != nil {
+		return nil, fmt.Errorf("crdt: bad heads announcement: %w", err)
+	}
+	out := make([]cid.Cid, 0, len(msg.Heads))
+	for _, h := range msg.Heads {
+		c, err := cid.Cast(h.Cid)
+		if err != nil {
+			return nil, fmt.Errorf("crdt: bad head in announcement: %w", err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// Close stops accepting writes, answers the queued ones, and closes the
+// go-ds-crdt datastore. The broadcaster must already be stopped (its Next
+// must return), or go-ds-crdt's Close waits on it. Close is safe twice.
+func (r *Replica) Close() error {
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+		r.closeErr = r.crdt.Close()
+	})
+	return r.closeErr
+}
+
+// ValidateOrg checks an organisation ID: 1 to 64 characters of letters,
+// digits, '.', '_' and '-', and not "." or "..".
+func ValidateOrg(org string) error {
+	if org == "" || len(org) > 64 || org == "." || org == ".." || !validChars(org) {
+		return fmt.Errorf("%w %q: use 1 to 64 letters, digits, '.', '_' or '-'", ErrBadOrg, org)
+	}
+	return nil
+}
+
+// ValidateKey checks a record key: it starts with '/', is clean (no empty,
+// "." or ".." segments, no trailing '/'), and is at most 512 bytes.
+func ValidateKey(key string) error {
+	if len(key) < 2 || len(key) > 512 || key[0] != '/' || ds.NewKey(key).String() != key {
+		return fmt.Errorf("%w %q: keys look like /kind/id", ErrBadKey, key)
+	}
+	for _, seg := range strings.Split(key[1:], "/") {
+		if seg == "." || seg == ".." || !validChars(seg) {
+			return fmt.Errorf("%w %q: segment %q: use letters, digits, '.', '_' or '-'", ErrBadKey, key, seg)
+		}
+	}
+	return nil
+}
+
+func validChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

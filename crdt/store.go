@@ -1,0 +1,147 @@
+// Package crdt holds one replica per organisation: a go-ds-crdt datastore
+// under the organisation's own namespace of one shared badger database,
+// synchronised through a DAG service (boxo bitswap + blockservice +
+// merkledag) and a Broadcaster that the caller supplies.
+//
+// The package does not import gossipsub: the network boundary is the
+// two-method Broadcaster, as in go-ds-crdt itself. The mesh package supplies
+// gossipsub; tests supply channels.
+//
+// # What an acknowledged write means
+//
+// The badger database runs with SyncWrites off. Writes to a replica go
+// through a group committer: concurrent writes are gathered into one
+// go-ds-crdt delta, the delta is applied, then the whole database is
+// fsynced once, and only then is every caller in the group answered. An
+// acknowledged write therefore survives a crash of the process or the
+// machine; a write that was not yet acknowledged may be lost, and its caller
+// was told nothing. One delta and one fsync per group, not per record, is
+// what makes durable writes fast.
+//
+// # Layout of the shared database
+//
+//	/blocks/...          DAG blocks of every organisation (content-addressed)
+//	/orgs/<org>/...      the go-ds-crdt state of one organisation
+//	/node/...            node metadata (see the node package)
+package crdt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"github.com/ipfs/boxo/blockstore"
+	ds "github.com/ipfs/go-datastore"
+	badger4 "github.com/ipfs/go-ds-badger4"
+)
+
+// Errors returned by this package.
+var (
+	ErrClosed     = errors.New("crdt: replica closed")
+	ErrBadOrg     = errors.New("crdt: invalid organisation ID")
+	ErrBadKey     = errors.New("crdt: invalid key")
+	ErrNotFound   = errors.New("crdt: not found")
+	ErrStoreInUse = errors.New("crdt: store is in use by another process")
+	ErrDiskFull   = errors.New("crdt: no space left on the data directory's disk")
+)
+
+// StoreOptions configures the shared badger database.
+type StoreOptions struct {
+	// InMemory keeps nothing on disk (for unit tests of logic only).
+	InMemory bool
+	// EncryptionKey, when set (16, 24 or 32 bytes), encrypts the database
+	// at rest with badger's AES encryption.
+	EncryptionKey []byte
+	// GCInterval is how often badger's value log is garbage-collected.
+	// Zero disables it.
+	GCInterval time.Duration
+}
+
+// DefaultStoreOptions returns the options a daemon uses.
+func DefaultStoreOptions() StoreOptions {
+	return StoreOptions{GCInterval: 15 * time.Minute}
+}
+
+// Store is the one badger database of a node, shared by every replica and
+// by the block store.
+type Store struct {
+	ds     *badger4.Datastore
+	blocks blockstore.Blockstore
+	dir    string
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// OpenStore opens (or creates) the badger database in dir.
+func OpenStore(dir string, opts StoreOptions) (*Store, error) {
+	bopts := badger4.DefaultOptions
+	bopts.GcInterval = opts.GCInterval
+	bopts.GcSleep = 0
+	bopts.SyncWrites = false // durability comes from the group committer's Sync
+	// Small tables and memtables: a central host holds hundreds of
+	// organisations in this one database, and a VM is a small machine.
+	bopts.Options = bopts.Options.
+		WithMemTableSize(16 << 20).
+		WithBaseTableSize(4 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithNumMemtables(3).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithCompression(options.ZSTD).
+		WithLoggingLevel(badger.WARNING)
+	if opts.InMemory {
+		bopts.Options = bopts.Options.WithInMemory(true)
+		dir = ""
+	} else {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("crdt: create store directory: %w", err)
+		}
+	}
+	if len(opts.EncryptionKey) > 0 {
+		bopts.Options = bopts.Options.WithEncryptionKey(opts.EncryptionKey)
+	}
+	d, err := badger4.NewDatastore(dir, &bopts)
+	if err != nil {
+		if isLockErr(err) {
+			return nil, fmt.Errorf("%w: %s (is another examnode running on this data directory?)", ErrStoreInUse, filepath.Clean(dir))
+		}
+		return nil, fmt.Errorf("crdt: open store %s: %w", dir, classify(err))
+	}
+	return &Store{
+		ds:     d,
+		blocks: blockstore.NewBlockstore(d),
+		dir:    dir,
+	}, nil
+}
+
+// Datastore is the raw shared datastore. Callers namespace their keys.
+func (s *Store) Datastore() ds.Batching { return s.ds }
+
+// Blockstore holds every organisation's DAG blocks.
+func (s *Store) Blockstore() blockstore.Blockstore { return s.blocks }
+
+// Sync makes every write so far durable (one fsync of the whole database).
+func (s *Store) Sync(ctx context.Context) error {
+	return classify(s.ds.Sync(ctx, ds.NewKey("/")))
+}
+
+// DiskUsage reports the database's size on disk in bytes.
+func (s *Store) DiskUsage(ctx context.Context) (uint64, error) {
+	return s.ds.DiskUsage(ctx)
+}
+
+// Close closes the database. Every replica using it must be closed first.
+// Close is safe to call twice.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.ds.Close() })
+	return s.closeErr
+}

@@ -1,0 +1,300 @@
+// Package integration runs examnode nodes together: an in-process cluster
+// of real nodes (real libp2p on 127.0.0.1, real badger on disk, real
+// gossipsub) with fault knobs to partition, heal, stop and restart them.
+// The tests in this package are the multi-node proofs of each capability;
+// the demo command and the benchmark reuse the cluster.
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/examnode/examnode/node"
+	"github.com/examnode/examnode/schema"
+)
+
+// Options shape a cluster.
+type Options struct {
+	// Network is the mesh name; "test" if empty.
+	Network string
+	// Tuning is applied to every node.
+	Tuning node.Tuning
+	// API is the API address of every node: "127.0.0.1:0" (default) or "off".
+	API    string
+	Logger *slog.Logger
+}
+
+// Spec describes one node of a cluster.
+type Spec struct {
+	Name  string
+	Role  schema.Role
+	Orgs  []string
+	Peers []int // indexes of existing nodes to keep connected to; nil: all
+}
+
+// Member is one node of a cluster and what it takes to restart it.
+type Member struct {
+	Spec  Spec
+	Dir   string
+	Node  *node.Node // nil while stopped
+	ID    peer.ID
+	gater *gater
+}
+
+// Cluster is a set of nodes on 127.0.0.1.
+type Cluster struct {
+	dir  string
+	opts Options
+
+	mu      sync.Mutex
+	members []*Member
+}
+
+// NewCluster makes an empty cluster whose nodes keep their data under dir.
+func NewCluster(dir string, opts Options) *Cluster {
+	if opts.Network == "" {
+		opts.Network = "test"
+	}
+	if opts.API == "" {
+		opts.API = "127.0.0.1:0"
+	}
+	return &Cluster{dir: dir, opts: opts}
+}
+
+// Add starts a node and connects it to the nodes spec.Peers names.
+func (c *Cluster) Add(ctx context.Context, spec Spec) (*Member, error) {
+	c.mu.Lock()
+	i := len(c.members)
+	if spec.Name == "" {
+		spec.Name = fmt.Sprintf("%s-%d", spec.Role, i)
+	}
+	if spec.Peers == nil {
+		for j := range c.members {
+			spec.Peers = append(spec.Peers, j)
+		}
+	}
+	m := &Member{Spec: spec, Dir: filepath.Join(c.dir, spec.Name), gater: newGater()}
+	c.members = append(c.members, m)
+	c.mu.Unlock()
+	return m, c.start(ctx, m)
+}
+
+func (c *Cluster) config(m *Member) node.Config {
+	cfg := node.DefaultConfig(m.Spec.Role, m.Spec.Orgs...)
+	cfg.Network = c.opts.Network
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.API = c.opts.API
+	cfg.Tuning = c.opts.Tuning
+	for _, j := range m.Spec.Peers {
+		if p := c.members[j]; p.Node != nil {
+			cfg.Peers = append(cfg.Peers, p.Node.Addrs()...)
+		}
+	}
+	return cfg
+}
+
+func (c *Cluster) start(ctx context.Context, m *Member) error {
+	c.mu.Lock()
+	cfg := c.config(m)
+	c.mu.Unlock()
+	logger := c.opts.Logger
+	if logger != nil {
+		logger = logger.With("node", m.Spec.Name)
+	}
+	n, err := node.New(m.Dir, cfg, node.Deps{Logger: logger, Gater: m.gater})
+	if err != nil {
+		return err
+	}
+	if err := n.Start(ctx); err != nil {
+		return errors.Join(err, n.Close())
+	}
+	c.mu.Lock()
+	m.Node, m.ID = n, n.ID()
+	c.mu.Unlock()
+	return nil
+}
+
+// Members returns the cluster's members, in the order they were added.
+func (c *Cluster) Members() []*Member {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.members)
+}
+
+// Node returns member i's running node (nil while stopped).
+func (c *Cluster) Node(i int) *node.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[i].Node
+}
+
+// Stop closes member i's node, keeping its data directory.
+func (c *Cluster) Stop(i int) error {
+	c.mu.Lock()
+	m := c.members[i]
+	n := m.Node
+	m.Node = nil
+	c.mu.Unlock()
+	if n == nil {
+		return nil
+	}
+	return n.Close()
+}
+
+// Restart reopens member i from its data directory.
+func (c *Cluster) Restart(ctx context.Context, i int) error {
+	c.mu.Lock()
+	m := c.members[i]
+	c.mu.Unlock()
+	if m.Node != nil {
+		return fmt.Errorf("integration: node %s is running", m.Spec.Name)
+	}
+	return c.start(ctx, m)
+}
+
+// Partition cuts every connection between members i and j, both ways,
+// until Heal.
+func (c *Cluster) Partition(i, j int) {
+	a, b := c.Members()[i], c.Members()[j]
+	a.gater.block(b.ID)
+	b.gater.block(a.ID)
+	for _, x := range []*Member{a, b} {
+		other := b
+		if x == b {
+			other = a
+		}
+		if x.Node != nil {
+			_ = x.Node.Mesh().ClosePeer(other.ID)
+		}
+	}
+}
+
+// Heal undoes Partition and reconnects i and j.
+func (c *Cluster) Heal(ctx context.Context, i, j int) error {
+	a, b := c.Members()[i], c.Members()[j]
+	a.gater.unblock(b.ID)
+	b.gater.unblock(a.ID)
+	if a.Node == nil || b.Node == nil {
+		return nil
+	}
+	ai, err := addrInfo(b.Node.Addrs())
+	if err != nil {
+		return err
+	}
+	return a.Node.Mesh().Connect(ctx, ai)
+}
+
+// Connect dials member j from member i.
+func (c *Cluster) Connect(ctx context.Context, i, j int) error {
+	ai, err := addrInfo(c.Node(j).Addrs())
+	if err != nil {
+		return err
+	}
+	return c.Node(i).Mesh().Connect(ctx, ai)
+}
+
+func addrInfo(addrs []string) (peer.AddrInfo, error) {
+	var out peer.AddrInfo
+	for _, a := range addrs {
+		m, err := ma.NewMultiaddr(a)
+		if err != nil {
+			return out, err
+		}
+		ai, err := peer.AddrInfoFromP2pAddr(m)
+		if err != nil {
+			return out, err
+		}
+		out.ID = ai.ID
+		out.Addrs = append(out.Addrs, ai.Addrs...)
+	}
+	return out, nil
+}
+
+// Close stops every node and collects their errors. Safe twice.
+func (c *Cluster) Close() error {
+	var errs []error
+	for i := range c.Members() {
+		errs = append(errs, c.Stop(i))
+	}
+	return errors.Join(errs...)
+}
+
+// RemoveAll closes the cluster and deletes its data.
+func (c *Cluster) RemoveAll() error {
+	return errors.Join(c.Close(), os.RemoveAll(c.dir))
+}
+
+// WaitFor polls cond every 20 ms until it holds, it fails, or the deadline
+// passes; it never sleeps longer than it must.
+func WaitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	var lastErr error
+	for {
+		ok, err := cond()
+		if ok && err == nil {
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("%w (last error: %v)", ctx.Err(), lastErr)
+			}
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Contents reads every record of org on n.
+func Contents(ctx context.Context, n *node.Node, org string) (map[string]string, error) {
+	rep, err := n.Replica(org)
+	if err != nil {
+		return nil, err
+	}
+	es, err := rep.List(ctx, "/", false, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(es))
+	for _, e := range es {
+		out[e.Key] = string(e.Value)
+	}
+	return out, nil
+}
+
+// gater refuses connections to and from blocked peers: the cluster's
+// partition knob.
+type gater struct {
+	mu      sync.RWMutex
+	blocked map[peer.ID]bool
+}
+
+func newGater() *gater { return &gater{blocked: map[peer.ID]bool{}} }
+
+func (g *gater) block(p peer.ID)   { g.mu.Lock(); g.blocked[p] = true; g.mu.Unlock() }
+func (g *gater) unblock(p peer.ID) { g.mu.Lock(); delete(g.blocked, p); g.mu.Unlock() }
+func (g *gater) ok(p peer.ID) bool { g.mu.RLock(); defer g.mu.RUnlock(); return !g.blocked[p] }
+
+func (g *gater) InterceptPeerDial(p peer.ID) bool                 { return g.ok(p) }
+func (g *gater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return g.ok(p) }
+func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
+func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
+	return g.ok(p)
+}
+func (g *gater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) { return true, 0 }

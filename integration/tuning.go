@@ -1,0 +1,19 @@
+package integration
+
+import (
+	"time"
+
+	"github.com/examnode/examnode/node"
+)
+
+// fastTuning shortens the periodic backstops for tests and the demo.
+func fastTuning() node.Tuning {
+	return node.Tuning{
+		ExchangeInterval: node.Duration(2 * time.Second),
+		RedialMax:        node.Duration(time.Second),
+	}
+}
+
+// FastTuning is the tuning of the demo and the tests: periodic exchanges
+// every 2 s and redials at most 1 s apart.
+func FastTuning() node.Tuning { return fastTuning() }

@@ -1,0 +1,510 @@
+package mesh
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// syncProtocol is the direct heads exchange. It runs when two peers
+// connect, after every local commit (towards each peer of the
+// organisation), and every ExchangeInterval. The initiator says who it is
+// (protocol version, network, roles, organisations) and sends its heads
+// for the organisations it knows the peer carries; the responder delivers
+// those and answers with its own heads for the organisations both carry.
+// A missed gossipsub announcement, a gossipsub mesh that has not formed
+// yet, or a new peer therefore never waits for a rebroadcast timer.
+// Exchanges are coalesced per peer: at most one waits while one runs.
+const syncProtocol = protocol.ID("/examnode/sync/1.0.0")
+
+const (
+	exchangeTimeout = 10 * time.Second
+	maxHelloSize    = 8 << 20
+	exchangeWorkers = 4
+)
+
+// hello is both the request and the reply of the sync protocol.
+type hello struct {
+	Version int               `json:"version"`
+	Network string            `json:"network"`
+	Roles   []string          `json:"roles,omitempty"`
+	Orgs    []string          `json:"orgs,omitempty"`
+	Heads   map[string][]byte `json:"heads,omitempty"`
+	Error   string            `json:"error,omitempty"`
+}
+
+// peerState is the peer book's entry for one peer.
+type peerState struct {
+	configured   bool
+	connected    bool
+	inbound      bool
+	addr         string
+	roles, orgs  []string
+	version      int
+	lastSeen     time.Time
+	lastExchange time.Time
+	lastError    string
+	exchanges    uint64
+
+	dialing  bool
+	nextDial time.Time
+	backoff  time.Duration
+}
+
+func (s *peerState) carries(org string) bool { return slices.Contains(s.orgs, org) }
+
+// PeerInfo describes a peer the node knows of.
+type PeerInfo struct {
+	ID           string        `json:"id"`
+	Roles        []string      `json:"roles"`
+	Orgs         []string      `json:"orgs"`
+	Connected    bool          `json:"connected"`
+	Configured   bool          `json:"configured"`
+	Direction    string        `json:"direction,omitempty"`
+	Addr         string        `json:"addr,omitempty"`
+	Version      int           `json:"version,omitempty"`
+	LastSeen     time.Time     `json:"last_seen,omitzero"`
+	LastExchange time.Time     `json:"last_exchange,omitzero"`
+	Exchanges    uint64        `json:"exchanges"`
+	LastError    string        `json:"last_error,omitempty"`
+	RTT          time.Duration `json:"rtt_ns,omitempty"`
+}
+
+// Peers returns the peer book, sorted by peer ID.
+func (m *Mesh) Peers() []PeerInfo {
+	m.mu.Lock()
+	out := make([]PeerInfo, 0, len(m.book))
+	for id, s := range m.book {
+		pi := PeerInfo{
+			ID: id.String(), Roles: slices.Clone(s.roles), Orgs: slices.Clone(s.orgs),
+			Connected: s.connected, Configured: s.configured, Addr: s.addr,
+			Version: s.version, LastSeen: s.lastSeen, LastExchange: s.lastExchange,
+			Exchanges: s.exchanges, LastError: s.lastError,
+		}
+		if s.connected {
+			pi.Direction = "outbound"
+			if s.inbound {
+				pi.Direction = "inbound"
+			}
+		}
+		out = append(out, pi)
+	}
+	m.mu.Unlock()
+	for i := range out {
+		id, _ := peer.Decode(out[i].ID)
+		out[i].RTT = m.host.Peerstore().LatencyEWMA(id)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// PeersOf returns the connected peers that carry org.
+func (m *Mesh) PeersOf(org string) []peer.ID {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []peer.ID
+	for id, s := range m.book {
+		if s.connected && s.carries(org) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Stats returns the announcement counters of an organisation's topic.
+func (m *Mesh) Stats(org string) TopicStats {
+	m.cmu.RLock()
+	c := m.counts[TopicName(m.opts.Network, org)]
+	m.cmu.RUnlock()
+	if c == nil {
+		return TopicStats{}
+	}
+	return c.snapshot()
+}
+
+// ExchangesCompleted counts heads exchanges this node initiated and
+// completed since it started.
+func (m *Mesh) ExchangesCompleted() uint64 { return m.exchangesOK.Load() }
+
+// ExchangeNow queues a heads exchange with every connected peer.
+func (m *Mesh) ExchangeNow() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p, s := range m.book {
+		if s.connected {
+			m.enqueueLocked(p)
+		}
+	}
+}
+
+func (m *Mesh) onConnected(c network.Conn) {
+	p := c.RemotePeer()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.book[p]
+	if s == nil {
+		s = &peerState{}
+		m.book[p] = s
+	}
+	s.connected = true
+	s.inbound = c.Stat().Direction == network.DirInbound
+	s.addr = c.RemoteMultiaddr().String()
+	s.lastSeen = m.now()
+	s.backoff = 0
+	m.enqueueLocked(p)
+}
+
+func (m *Mesh) onDisconnected(c network.Conn) {
+	p := c.RemotePeer()
+	if m.host.Network().Connectedness(p) == network.Connected {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.book[p]; s != nil {
+		s.connected = false
+		s.lastSeen = m.now()
+		s.nextDial = m.now().Add(m.opts.RedialMin)
+	}
+}
+
+func (m *Mesh) enqueue(p peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.enqueueLocked(p)
+}
+
+func (m *Mesh) enqueueLocked(p peer.ID) {
+	if m.queued[p] {
+		return
+	}
+	select {
+	case m.exchangeQ <- p:
+		m.queued[p] = true
+	default: // the periodic exchange will catch up
+	}
+}
+
+func (m *Mesh) exchangeLoop() {
+	done := make(chan struct{}, exchangeWorkers)
+	for range exchangeWorkers {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case <-m.ctx.Done():
+					return
+				case p := <-m.exchangeQ:
+					m.mu.Lock()
+					delete(m.queued, p)
+					m.mu.Unlock()
+					if err := m.exchange(p); err != nil && m.ctx.Err() == nil {
+						m.log.Debug("heads exchange failed", "peer", p, "err", err)
+					}
+				}
+			}
+		}()
+	}
+	for range exchangeWorkers {
+		<-done
+	}
+}
+
+func (m *Mesh) periodicExchange() {
+	if m.opts.ExchangeInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(m.opts.ExchangeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+			m.ExchangeNow()
+		}
+	}
+}
+
+func (m *Mesh) myHello() hello {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	orgs := make([]string, 0, len(m.topics))
+	for org := range m.topics {
+		orgs = append(orgs, org)
+	}
+	sort.Strings(orgs)
+	return hello{Version: ProtocolVersion, Network: m.opts.Network, Roles: m.opts.Roles, Orgs: orgs}
+}
+
+// exchange asks p who it is and for its heads of the organisations both
+// carry, and hands those heads to the topics.
+func (m *Mesh) exchange(p peer.ID) error {
+	ctx, cancel := context.WithTimeout(m.ctx, exchangeTimeout)
+	defer cancel()
+	s, err := m.host.NewStream(network.WithAllowLimitedConn(ctx, "sync"), p, syncProtocol)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(exchangeTimeout))
+	if err := writeMsg(s, m.helloWithHeads(p, nil)); err != nil {
+		s.Reset()
+		return err
+	}
+	var reply hello
+	if err := readMsg(bufio.NewReader(s), &reply); err != nil {
+		s.Reset()
+		return err
+	}
+	if err := m.checkHello(p, reply); err != nil {
+		return err
+	}
+	if reply.Error != "" {
+		m.noteError(p, reply.Error)
+		return fmt.Errorf("mesh: peer %s refused: %s", p, reply.Error)
+	}
+	m.notePeer(p, reply, true)
+	m.deliverHeads(p, reply.Heads)
+	m.exchangesOK.Add(1)
+	return nil
+}
+
+// handleSync answers a peer's hello with this node's heads for the
+// organisations both carry.
+func (m *Mesh) handleSync(s network.Stream) {
+	defer s.Close()
+	p := s.Conn().RemotePeer()
+	_ = s.SetDeadline(time.Now().Add(exchangeTimeout))
+	var req hello
+	if err := readMsg(bufio.NewReader(s), &req); err != nil {
+		s.Reset()
+		return
+	}
+	if err := m.checkHello(p, req); err != nil {
+		reply := m.myHello()
+		reply.Error = err.Error()
+		_ = writeMsg(s, reply)
+		return
+	}
+	m.notePeer(p, req, false)
+	m.deliverHeads(p, req.Heads)
+	reply := m.helloWithHeads(p, req.Orgs)
+	if err := writeMsg(s, reply); err != nil {
+		s.Reset()
+	}
+}
+
+// helloWithHeads is this node's hello carrying its heads for the
+// organisations it holds that the peer carries: those in orgs, or, when
+// orgs is nil, those the peer book says it carries.
+func (m *Mesh) helloWithHeads(p peer.ID, orgs []string) hello {
+	h := m.myHello()
+	if orgs == nil {
+		m.mu.Lock()
+		if st := m.book[p]; st != nil {
+			orgs = slices.Clone(st.orgs)
+		}
+		m.mu.Unlock()
+	}
+	if m.deps.Heads == nil {
+		return h
+	}
+	for _, org := range h.Orgs {
+		if !slices.Contains(orgs, org) {
+			continue
+		}
+		b, err := m.deps.Heads(m.ctx, org)
+		if err != nil {
+			m.log.Warn("cannot read heads for exchange", "org", org, "err", err)
+			continue
+		}
+		if h.Heads == nil {
+			h.Heads = map[string][]byte{}
+		}
+		h.Heads[org] = b
+	}
+	return h
+}
+
+// deliverHeads hands heads a peer sent to the topics of the organisations
+// this node holds.
+func (m *Mesh) deliverHeads(p peer.ID, heads map[string][]byte) {
+	m.mu.Lock()
+	var deliveries []func()
+	for org, h := range heads {
+		if t := m.topics[org]; t != nil {
+			deliveries = append(deliveries, func() { t.deliver(h, p, &t.count.exchanged) })
+		}
+	}
+	m.mu.Unlock()
+	for _, d := range deliveries {
+		d()
+	}
+}
+
+// pushOrg queues an exchange with every connected peer of org, so that
+// they learn this node's new heads directly.
+func (m *Mesh) pushOrg(org string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p, st := range m.book {
+		if st.connected && st.carries(org) {
+			m.enqueueLocked(p)
+		}
+	}
+}
+
+// checkHello refuses a peer of another protocol version or network, with
+// a message naming both, and disconnects it.
+func (m *Mesh) checkHello(p peer.ID, h hello) error {
+	var err error
+	switch {
+	case h.Version != ProtocolVersion:
+		err = fmt.Errorf("%w: peer %s speaks examnode protocol version %d, this node speaks %d; upgrade the older node",
+			ErrVersion, p, h.Version, ProtocolVersion)
+	case h.Network != m.opts.Network:
+		err = fmt.Errorf("%w: peer %s is in network %q, this node in %q; check the network name in both configs",
+			ErrWrongNetwork, p, h.Network, m.opts.Network)
+	default:
+		return nil
+	}
+	m.noteError(p, err.Error())
+	m.log.Warn("refusing peer", "peer", p, "err", err)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		// Let the refusal reach the peer before the connection goes.
+		t := time.NewTimer(200 * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-m.ctx.Done():
+		}
+		_ = m.host.Network().ClosePeer(p)
+	}()
+	return err
+}
+
+func (m *Mesh) noteError(p peer.ID, msg string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.book[p]; s != nil {
+		s.lastError = msg
+	}
+}
+
+func (m *Mesh) notePeer(p peer.ID, h hello, initiated bool) {
+	m.mu.Lock()
+	s := m.book[p]
+	if s == nil {
+		s = &peerState{}
+		m.book[p] = s
+	}
+	s.roles = slices.Clone(h.Roles)
+	s.orgs = slices.Clone(h.Orgs)
+	s.version = h.Version
+	s.lastSeen = m.now()
+	s.lastError = ""
+	if initiated {
+		s.lastExchange = m.now()
+		s.exchanges++
+	}
+	m.mu.Unlock()
+	if m.deps.OnPeerOrgs != nil {
+		m.deps.OnPeerOrgs(p, h.Roles, h.Orgs)
+	}
+}
+
+// redialLoop keeps the configured peers connected, with exponential
+// backoff between failed dials.
+func (m *Mesh) redialLoop() {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		m.dialDue()
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Mesh) dialDue() {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ai := range m.peers {
+		s := m.book[ai.ID]
+		if s.connected || s.dialing || now.Before(s.nextDial) {
+			continue
+		}
+		if m.host.Network().Connectedness(ai.ID) == network.Connected {
+			continue
+		}
+		s.dialing = true
+		m.wg.Add(1)
+		go func(ai peer.AddrInfo) {
+			defer m.wg.Done()
+			ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+			err := m.host.Connect(ctx, ai)
+			cancel()
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			s := m.book[ai.ID]
+			s.dialing = false
+			if err == nil {
+				s.backoff = 0
+				return
+			}
+			if s.backoff == 0 {
+				s.backoff = m.opts.RedialMin
+			} else {
+				s.backoff = min(2*s.backoff, m.opts.RedialMax)
+			}
+			s.nextDial = m.now().Add(s.backoff)
+			if m.ctx.Err() == nil {
+				s.lastError = "dial: " + err.Error()
+			}
+		}(ai)
+	}
+}
+
+func writeMsg(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	buf := binary.AppendUvarint(make([]byte, 0, len(b)+binary.MaxVarintLen64), uint64(len(b)))
+	_, err = w.Write(append(buf, b...))
+	return err
+}
+
+var errTooLarge = errors.New("mesh: message too large")
+
+func readMsg(r *bufio.Reader, v any) error {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return err
+	}
+	if n > maxHelloSize {
+		return errTooLarge
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}

@@ -1,0 +1,325 @@
+// Package mesh is examnode's libp2p layer: the host (identity, TCP
+// transport, connection manager), gossipsub with one topic per
+// organisation, the direct heads exchange that runs whenever two peers
+// connect, the peer book, and the redialling of configured peers.
+//
+// The mesh knows organisations only as opaque IDs and head announcements
+// only as bytes: it does not know record kinds.
+//
+// # Who closes what
+//
+// Mesh.Close closes every Topic it handed out, then stops its goroutines,
+// then closes the libp2p host it created. Callers that feed a Topic to a
+// go-ds-crdt replica must close the Topic (or the whole Mesh) before
+// closing the replica: a replica's Close waits for its broadcaster's Next
+// to return.
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/connmgr"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// ProtocolVersion is the version of examnode's mesh protocols. Peers that
+// speak another version are refused with a message naming both.
+const ProtocolVersion = 1
+
+// Errors returned by this package.
+var (
+	ErrClosed        = errors.New("mesh: closed")
+	ErrBadPeerAddr   = errors.New("mesh: invalid peer address")
+	ErrVersion       = errors.New("mesh: unsupported protocol version")
+	ErrWrongNetwork  = errors.New("mesh: peer belongs to another network")
+	ErrAlreadyJoined = errors.New("mesh: organisation already joined")
+)
+
+// Options configures the mesh.
+type Options struct {
+	// Network names the mesh; peers of different networks refuse each
+	// other, and topic names include it.
+	Network string
+	// ListenAddrs are multiaddrs to listen on, e.g. /ip4/0.0.0.0/tcp/4001.
+	ListenAddrs []string
+	// Peers are multiaddrs, ending in /p2p/<id>, of hosts to keep
+	// connected to (central, archive, bootstrap peers). They are dialled
+	// at start and redialled with backoff, and protected from pruning.
+	Peers []string
+	// Roles are announced to peers in the hello exchange.
+	Roles []string
+	// ExchangeInterval is how often heads are exchanged with every
+	// connected peer that shares an organisation, in addition to on
+	// connect.
+	ExchangeInterval time.Duration
+	// RedialMin and RedialMax bound the backoff between dials of a
+	// configured peer that is not connected.
+	RedialMin, RedialMax time.Duration
+	// InboxSize is how many announcements a topic buffers for its reader.
+	InboxSize int
+}
+
+// DefaultOptions returns what a daemon uses.
+func DefaultOptions() Options {
+	return Options{
+		Network:          "examnode",
+		ListenAddrs:      []string{"/ip4/0.0.0.0/tcp/4001"},
+		ExchangeInterval: 10 * time.Second,
+		RedialMin:        500 * time.Millisecond,
+		RedialMax:        30 * time.Second,
+		InboxSize:        1024,
+	}
+}
+
+func (o *Options) validate() error {
+	d := DefaultOptions()
+	if o.Network == "" {
+		o.Network = d.Network
+	}
+	if o.ListenAddrs == nil {
+		o.ListenAddrs = d.ListenAddrs
+	}
+	if o.ExchangeInterval == 0 {
+		o.ExchangeInterval = d.ExchangeInterval
+	}
+	if o.RedialMin == 0 {
+		o.RedialMin = d.RedialMin
+	}
+	if o.RedialMax == 0 {
+		o.RedialMax = d.RedialMax
+	}
+	if o.InboxSize == 0 {
+		o.InboxSize = d.InboxSize
+	}
+	if o.RedialMax < o.RedialMin || o.ExchangeInterval < 0 || o.InboxSize < 0 {
+		return errors.New("mesh: bad intervals or sizes in options")
+	}
+	for _, a := range o.ListenAddrs {
+		if _, err := ma.NewMultiaddr(a); err != nil {
+			return fmt.Errorf("mesh: listen address %q: %w", a, err)
+		}
+	}
+	for _, p := range o.Peers {
+		if _, err := ParsePeerAddr(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Deps are the mesh's collaborators.
+type Deps struct {
+	// Key is the node's identity.
+	Key crypto.PrivKey
+	// Heads returns the current head announcement for an organisation
+	// this node carries, for the direct exchange.
+	Heads func(ctx context.Context, org string) ([]byte, error)
+	// OnPeerOrgs, if set, is called after a hello with the organisations
+	// and roles a peer carries (a central node uses it to open replicas of
+	// organisations it has not seen yet).
+	OnPeerOrgs func(p peer.ID, roles, orgs []string)
+	// Prefetch, if set, is called by a topic's Next before it hands an
+	// announcement to go-ds-crdt, with the peer it came from: the node
+	// pulls the announced sub-DAG from that peer in bulk.
+	Prefetch func(ctx context.Context, org string, from peer.ID, announcement []byte)
+	// Gater, if set, may refuse connections (membership gating, tests'
+	// partitions).
+	Gater  connmgr.ConnectionGater
+	Logger *slog.Logger
+	// Now is the clock for the peer book; time.Now if nil.
+	Now func() time.Time
+}
+
+// Mesh is a running libp2p host with examnode's protocols.
+type Mesh struct {
+	opts   Options
+	deps   Deps
+	log    *slog.Logger
+	host   host.Host
+	ps     *pubsub.PubSub
+	peers  []peer.AddrInfo
+	now    func() time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	joinMu sync.Mutex // serialises Join
+	mu     sync.Mutex // guards topics, book, queued
+	topics map[string]*Topic
+	book   map[peer.ID]*peerState
+
+	cmu    sync.RWMutex              // guards counts; taken by the pubsub tracer
+	counts map[string]*topicCounters // by topic name; outlives Topics
+
+	exchangeQ   chan peer.ID
+	queued      map[peer.ID]bool
+	exchangesOK atomic.Uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a libp2p host listening on opts.ListenAddrs, gossipsub, the
+// heads exchange and the redial loop.
+func New(opts Options, deps Deps) (*Mesh, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if deps.Key == nil {
+		return nil, errors.New("mesh: an identity key is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	var peers []peer.AddrInfo
+	for _, p := range opts.Peers {
+		ai, _ := ParsePeerAddr(p)
+		peers = append(peers, ai)
+	}
+	cm, err := cmgr.NewConnManager(100, 400)
+	if err != nil {
+		return nil, err
+	}
+	lopts := []libp2p.Option{
+		libp2p.Identity(deps.Key),
+		libp2p.ListenAddrStrings(opts.ListenAddrs...),
+		// TCP only: it accepts a private-network key, where QUIC and
+		// WebTransport refuse one.
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.ConnectionManager(cm),
+		libp2p.DisableRelay(),
+		libp2p.Ping(true),
+	}
+	if deps.Gater != nil {
+		lopts = append(lopts, libp2p.ConnectionGater(deps.Gater))
+	}
+	h, err := libp2p.New(lopts...)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: start libp2p host: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Mesh{
+		opts:      opts,
+		deps:      deps,
+		log:       deps.Logger.With("component", "mesh"),
+		host:      h,
+		peers:     peers,
+		now:       deps.Now,
+		ctx:       ctx,
+		cancel:    cancel,
+		topics:    map[string]*Topic{},
+		book:      map[peer.ID]*peerState{},
+		counts:    map[string]*topicCounters{},
+		exchangeQ: make(chan peer.ID, 4096),
+		queued:    map[peer.ID]bool{},
+	}
+	ps, err := pubsub.NewGossipSub(ctx, h,
+		pubsub.WithRawTracer(dropTracer{m}),
+		pubsub.WithPeerOutboundQueueSize(1024),
+		pubsub.WithValidateQueueSize(1024),
+	)
+	if err != nil {
+		cancel()
+		_ = h.Close()
+		return nil, fmt.Errorf("mesh: start gossipsub: %w", err)
+	}
+	m.ps = ps
+	for _, p := range peers {
+		h.Peerstore().AddAddrs(p.ID, p.Addrs, time.Hour)
+		cm.Protect(p.ID, "examnode-configured")
+		m.book[p.ID] = &peerState{configured: true, addr: firstAddr(p.Addrs)}
+	}
+	h.SetStreamHandler(syncProtocol, m.handleSync)
+	h.Network().Notify(&network.NotifyBundle{
+		ConnectedF:    func(_ network.Network, c network.Conn) { m.onConnected(c) },
+		DisconnectedF: func(_ network.Network, c network.Conn) { m.onDisconnected(c) },
+	})
+
+	m.wg.Add(3)
+	go func() { defer m.wg.Done(); m.exchangeLoop() }()
+	go func() { defer m.wg.Done(); m.redialLoop() }()
+	go func() { defer m.wg.Done(); m.periodicExchange() }()
+	return m, nil
+}
+
+// ID is this node's peer ID.
+func (m *Mesh) ID() peer.ID { return m.host.ID() }
+
+// Host is the libp2p host (for the DAG service's bitswap network).
+func (m *Mesh) Host() host.Host { return m.host }
+
+// Addrs returns the node's listen addresses with /p2p/<id> appended, in a
+// form another node's Peers option accepts.
+func (m *Mesh) Addrs() []string {
+	var out []string
+	for _, a := range m.host.Addrs() {
+		out = append(out, a.String()+"/p2p/"+m.host.ID().String())
+	}
+	return out
+}
+
+// Connect dials a peer now.
+func (m *Mesh) Connect(ctx context.Context, ai peer.AddrInfo) error {
+	return m.host.Connect(ctx, ai)
+}
+
+// ClosePeer closes every connection to p.
+func (m *Mesh) ClosePeer(p peer.ID) error { return m.host.Network().ClosePeer(p) }
+
+// Close closes the topics, stops the mesh's goroutines and closes the
+// host. It is safe to call twice.
+func (m *Mesh) Close() error {
+	m.closeOnce.Do(func() {
+		m.mu.Lock()
+		topics := slices.Collect(maps.Values(m.topics))
+		m.mu.Unlock()
+		var errs []error
+		for _, t := range topics {
+			errs = append(errs, t.Close())
+		}
+		m.cancel()
+		m.wg.Wait()
+		errs = append(errs, m.host.Close())
+		m.closeErr = errors.Join(errs...)
+	})
+	return m.closeErr
+}
+
+// ParsePeerAddr parses a multiaddr that ends in /p2p/<peer ID>.
+func ParsePeerAddr(s string) (peer.AddrInfo, error) {
+	a, err := ma.NewMultiaddr(s)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("%w %q: %v", ErrBadPeerAddr, s, err)
+	}
+	ai, err := peer.AddrInfoFromP2pAddr(a)
+	if err != nil {
+		return peer.AddrInfo{}, fmt.Errorf("%w %q: it must end in /p2p/<peer ID> (see `examnode status` on that host)", ErrBadPeerAddr, s)
+	}
+	return *ai, nil
+}
+
+func firstAddr(as []ma.Multiaddr) string {
+	if len(as) == 0 {
+		return ""
+	}
+	return as[0].String()
+}

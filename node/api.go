@@ -1,0 +1,385 @@
+package node
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/mesh"
+	"github.com/examnode/examnode/schema"
+)
+
+// MaxValueSize bounds one raw value written through the API.
+const MaxValueSize = 1 << 20
+
+// apiError is the body of every error answer.
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, code string, err error) {
+	writeJSON(w, status, apiError{Error: err.Error(), Code: code})
+}
+
+// statusOf maps an error from the node to an HTTP status and code.
+func statusOf(err error) (int, string) {
+	switch {
+	case errors.Is(err, crdt.ErrNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, ErrUnknownOrg):
+		return http.StatusNotFound, "unknown_org"
+	case errors.Is(err, crdt.ErrBadKey), errors.Is(err, crdt.ErrBadOrg):
+		return http.StatusBadRequest, "invalid"
+	case errors.Is(err, crdt.ErrDiskFull):
+		return http.StatusInsufficientStorage, "disk_full"
+	case errors.Is(err, ErrClosed), errors.Is(err, crdt.ErrClosed):
+		return http.StatusServiceUnavailable, "closing"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable, "timeout"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// Handler returns the local API's HTTP handler.
+func (n *Node) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", n.handleStatus)
+	mux.HandleFunc("GET /v1/peers", n.handlePeers)
+	mux.HandleFunc("GET /v1/sync", n.handleSync)
+	mux.HandleFunc("GET /v1/orgs/{org}/raw", n.handleList)
+	mux.HandleFunc("GET /v1/orgs/{org}/raw/{key...}", n.handleGet)
+	mux.HandleFunc("PUT /v1/orgs/{org}/raw/{key...}", n.handlePut)
+	mux.HandleFunc("DELETE /v1/orgs/{org}/raw/{key...}", n.handleDelete)
+	return n.auth(mux)
+}
+
+func (n *Node) auth(next http.Handler) http.Handler {
+	want := []byte("Bearer " + n.token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			writeErr(w, http.StatusUnauthorized, "unauthorized",
+				fmt.Errorf("missing or wrong bearer token: send `Authorization: Bearer <token>` with the token from %s", filepath.Join(n.dir, TokenFile)))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (n *Node) startAPI() error {
+	ln, err := net.Listen("tcp", n.cfg.API)
+	if err != nil {
+		return fmt.Errorf("node: local API on %s: %w (is another examnode running? set \"api\" in %s)", n.cfg.API, err, filepath.Join(n.dir, ConfigFile))
+	}
+	n.apiLn = ln
+	n.api = &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if err := writeFileAtomic(filepath.Join(n.dir, APIAddrFile), []byte(ln.Addr().String()), 0o600); err != nil {
+		_ = ln.Close()
+		return err
+	}
+	n.apiWG.Add(1)
+	go func() {
+		defer n.apiWG.Done()
+		if err := n.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("local API stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// APIAddr is the address the local API listens on ("" if it does not).
+func (n *Node) APIAddr() string {
+	if n.apiLn == nil {
+		return ""
+	}
+	return n.apiLn.Addr().String()
+}
+
+// Token is the local API's bearer token.
+func (n *Node) Token() string { return n.token }
+
+// Status is what `examnode status` shows.
+type Status struct {
+	ID         string           `json:"id"`
+	Version    string           `json:"version"`
+	Protocol   int              `json:"protocol"`
+	Roles      []schema.Role    `json:"roles"`
+	Network    string           `json:"network"`
+	Orgs       []string         `json:"orgs"`
+	Addrs      []string         `json:"addrs"`
+	Started    time.Time        `json:"started"`
+	Uptime     string           `json:"uptime"`
+	StoreBytes uint64           `json:"store_bytes"`
+	Peers      int              `json:"peers_connected"`
+	Verdict    string           `json:"verdict"`
+	Problems   []string         `json:"problems,omitempty"`
+	Replicas   []ReplicaSummary `json:"replicas"`
+}
+
+// ReplicaSummary is one organisation's line in Status and Sync.
+type ReplicaSummary struct {
+	crdt.Stats
+	Records       int             `json:"records"`
+	Announcements mesh.TopicStats `json:"announcements"`
+	Peers         []string        `json:"peers"`
+}
+
+// Verdicts of Status.
+const (
+	VerdictInSync     = "in sync"
+	VerdictCatchingUp = "catching up"
+	VerdictIsolated   = "isolated from central"
+	VerdictErrors     = "errors"
+)
+
+// Status reports the node's state and a one-line verdict.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	n.mu.Lock()
+	started, m := n.started, n.mesh
+	n.mu.Unlock()
+	if m == nil {
+		return Status{}, ErrNotStarted
+	}
+	st := Status{
+		ID: n.ID().String(), Version: Version, Protocol: mesh.ProtocolVersion,
+		Roles: n.cfg.Roles, Network: n.cfg.Network, Orgs: n.Orgs(), Addrs: n.Addrs(),
+		Started: started, Uptime: n.now().Sub(started).Round(time.Second).String(),
+	}
+	st.StoreBytes, _ = n.store.DiskUsage(ctx)
+	centralConnected := false
+	for _, p := range m.Peers() {
+		if !p.Connected {
+			continue
+		}
+		st.Peers++
+		for _, r := range p.Roles {
+			if r == string(schema.RoleCentral) {
+				centralConnected = true
+			}
+		}
+	}
+	catching := false
+	for _, org := range st.Orgs {
+		rs, err := n.replicaSummary(ctx, org)
+		if err != nil {
+			continue
+		}
+		if rs.Dirty {
+			st.Problems = append(st.Problems, fmt.Sprintf("%s: replica marked dirty (a DAG walk failed; it is repaired on restart or within the hour)", org))
+		}
+		if rs.WriteErrors > 0 {
+			st.Problems = append(st.Problems, fmt.Sprintf("%s: %d writes failed", org, rs.WriteErrors))
+		}
+		if rs.QueuedJobs > 0 {
+			catching = true
+		}
+		st.Replicas = append(st.Replicas, rs)
+	}
+	switch {
+	case len(st.Problems) > 0:
+		st.Verdict = VerdictErrors
+	case catching:
+		st.Verdict = VerdictCatchingUp
+	case n.cfg.Has(schema.RoleVM) && !n.cfg.Has(schema.RoleCentral) && !centralConnected:
+		st.Verdict = VerdictIsolated
+	default:
+		st.Verdict = VerdictInSync
+	}
+	return st, nil
+}
+
+func (n *Node) replicaSummary(ctx context.Context, org string) (ReplicaSummary, error) {
+	rep, err := n.Replica(org)
+	if err != nil {
+		return ReplicaSummary{}, err
+	}
+	rs := ReplicaSummary{Stats: rep.Stats(ctx), Announcements: n.mesh.Stats(org)}
+	rs.Records, _ = rep.Count(ctx, "/")
+	for _, p := range n.mesh.PeersOf(org) {
+		rs.Peers = append(rs.Peers, p.String())
+	}
+	return rs, nil
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := n.Status(r.Context())
+	if err != nil {
+		s, c := statusOf(err)
+		writeErr(w, s, c, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (n *Node) handlePeers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.mesh.Peers())
+}
+
+func (n *Node) handleSync(w http.ResponseWriter, r *http.Request) {
+	orgs := n.Orgs()
+	if o := r.URL.Query().Get("org"); o != "" {
+		orgs = []string{o}
+	}
+	out := []ReplicaSummary{}
+	for _, org := range orgs {
+		rs, err := n.replicaSummary(r.Context(), org)
+		if err != nil {
+			s, c := statusOf(err)
+			writeErr(w, s, c, err)
+			return
+		}
+		out = append(out, rs)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// PutResult answers a write.
+type PutResult struct {
+	Org     string `json:"org"`
+	Key     string `json:"key"`
+	Durable bool   `json:"durable"`
+}
+
+// Entry is one record of a raw listing.
+type Entry struct {
+	Key    string `json:"key"`
+	Size   int    `json:"size"`
+	Value  string `json:"value,omitempty"`
+	Binary bool   `json:"binary,omitempty"`
+}
+
+func rawKey(r *http.Request) string { return "/" + r.PathValue("key") }
+
+func (n *Node) handlePut(w http.ResponseWriter, r *http.Request) {
+	org, key := r.PathValue("org"), rawKey(r)
+	rep, err := n.Replica(org)
+	if err != nil {
+		s, c := statusOf(err)
+		writeErr(w, s, c, err)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxValueSize))
+	if err != nil {
+		writeErr(w, http.StatusRequestEntityTooLarge, "too_large",
+			fmt.Errorf("value larger than %d bytes: store large content as a blob", MaxValueSize))
+		return
+	}
+	if err := rep.Put(r.Context(), key, body); err != nil {
+		s, c := statusOf(err)
+		writeErr(w, s, c, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, PutResult{Org: org, Key: key, Durable: true})
+}
+
+func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
+	rep, err := n.Replica(r.PathValue("org"))
+	if err == nil {
+		var v []byte
+		if v, err = rep.Get(r.Context(), rawKey(r)); err == nil {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			_, _ = w.Write(v)
+			return
+		}
+	}
+	s, c := statusOf(err)
+	writeErr(w, s, c, err)
+}
+
+func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request) {
+	org, key := r.PathValue("org"), rawKey(r)
+	rep, err := n.Replica(org)
+	if err == nil {
+		if err = rep.Delete(r.Context(), key); err == nil {
+			writeJSON(w, http.StatusOK, PutResult{Org: org, Key: key, Durable: true})
+			return
+		}
+	}
+	s, c := statusOf(err)
+	writeErr(w, s, c, err)
+}
+
+func (n *Node) handleList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	prefix := q.Get("prefix")
+	if prefix == "" {
+		prefix = "/"
+	}
+	if !strings.HasPrefix(prefix, "/") {
+		writeErr(w, http.StatusBadRequest, "invalid", errors.New("prefix must start with '/'"))
+		return
+	}
+	offset, err1 := atoiDefault(q.Get("offset"), 0)
+	limit, err2 := atoiDefault(q.Get("limit"), 1000)
+	if err := errors.Join(err1, err2); err != nil || offset < 0 || limit < 0 {
+		writeErr(w, http.StatusBadRequest, "invalid", errors.New("offset and limit are non-negative integers"))
+		return
+	}
+	rep, err := n.Replica(r.PathValue("org"))
+	if err != nil {
+		s, c := statusOf(err)
+		writeErr(w, s, c, err)
+		return
+	}
+	entries, err := rep.List(r.Context(), prefix, false, offset, limit)
+	if err != nil {
+		s, c := statusOf(err)
+		writeErr(w, s, c, err)
+		return
+	}
+	out := make([]Entry, 0, len(entries))
+	withValues := q.Get("values") == "1"
+	for _, e := range entries {
+		en := Entry{Key: e.Key, Size: len(e.Value)}
+		if withValues {
+			if utf8.Valid(e.Value) {
+				en.Value = string(e.Value)
+			} else {
+				en.Binary = true
+			}
+		}
+		out = append(out, en)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func atoiDefault(s string, d int) (int, error) {
+	if s == "" {
+		return d, nil
+	}
+	return strconv.Atoi(s)
+}
+
+// apiAddrFromDir finds a running node's API address: the address file
+// Start writes, else the configured one.
+func apiAddrFromDir(dir string) (string, error) {
+	if b, err := os.ReadFile(filepath.Join(dir, APIAddrFile)); err == nil && len(b) > 0 {
+		return string(b), nil
+	}
+	c, err := LoadConfig(dir)
+	if err != nil {
+		return "", err
+	}
+	return c.API, nil
+}

@@ -1,0 +1,212 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/mesh"
+	"github.com/examnode/examnode/schema"
+)
+
+// Files in a node's data directory.
+const (
+	ConfigFile   = "config.json" // the node's configuration (this package's Config)
+	IdentityFile = "identity.key"
+	TokenFile    = "api.token" // bearer token for the local API, mode 0600
+	APIAddrFile  = "api.addr"  // the API's actual address, written by Start
+	StoreDir     = "store"     // the badger database
+)
+
+// DefaultAPIAddr is where the local API listens unless configured.
+const DefaultAPIAddr = "127.0.0.1:7411"
+
+// Duration is a time.Duration written as "1.5s" in the config file.
+type Duration time.Duration
+
+// MarshalJSON writes d as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string such as "500ms".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"10s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config is a node's configuration, kept in <data dir>/config.json.
+type Config struct {
+	// Roles this node carries: central, vm, archive (one or several).
+	Roles []schema.Role `json:"roles"`
+	// Orgs are the organisation IDs whose replicas the node holds. A VM
+	// holds exactly one; a central node also opens the replica of every
+	// organisation a peer presents.
+	Orgs []string `json:"orgs"`
+	// Network names the mesh; nodes of different networks refuse each other.
+	Network string `json:"network"`
+	// Listen are libp2p multiaddrs to listen on.
+	Listen []string `json:"listen"`
+	// Peers are multiaddrs (ending in /p2p/<id>) to keep connected to.
+	Peers []string `json:"peers,omitempty"`
+	// API is the local HTTP API's address; keep it on loopback.
+	API string `json:"api"`
+	// Tuning holds intervals that tests and benchmarks shorten.
+	Tuning Tuning `json:"tuning,omitzero"`
+}
+
+// Tuning holds the intervals of replication. Zero means the default.
+type Tuning struct {
+	ExchangeInterval    Duration `json:"exchange_interval,omitzero"`
+	RebroadcastInterval Duration `json:"rebroadcast_interval,omitzero"`
+	RedialMax           Duration `json:"redial_max,omitzero"`
+	GroupWindow         Duration `json:"group_window,omitzero"`
+}
+
+// DefaultConfig returns a configuration for one role and organisation.
+func DefaultConfig(role schema.Role, orgs ...string) Config {
+	return Config{
+		Roles:   []schema.Role{role},
+		Orgs:    orgs,
+		Network: "examnode",
+		Listen:  []string{"/ip4/0.0.0.0/tcp/4001"},
+		API:     DefaultAPIAddr,
+	}
+}
+
+// Errors about configuration.
+var (
+	ErrConfig      = errors.New("node: invalid configuration")
+	ErrNoConfig    = errors.New("node: no configuration")
+	ErrInitialised = errors.New("node: data directory is already initialised")
+)
+
+// Validate fills defaults and rejects bad combinations.
+func (c *Config) Validate() error {
+	if len(c.Roles) == 0 {
+		return fmt.Errorf("%w: no role; give one of central, vm, archive", ErrConfig)
+	}
+	for _, r := range c.Roles {
+		if _, err := schema.ParseRole(string(r)); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	for _, o := range c.Orgs {
+		if err := crdt.ValidateOrg(o); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	if c.Has(schema.RoleVM) && !c.Has(schema.RoleCentral) && len(c.Orgs) != 1 {
+		return fmt.Errorf("%w: a vm holds exactly one organisation (its test centre's), got %d", ErrConfig, len(c.Orgs))
+	}
+	if c.Network == "" {
+		c.Network = "examnode"
+	}
+	if c.API == "" {
+		c.API = DefaultAPIAddr
+	}
+	if len(c.Listen) == 0 {
+		c.Listen = []string{"/ip4/0.0.0.0/tcp/4001"}
+	}
+	for _, p := range c.Peers {
+		if _, err := mesh.ParsePeerAddr(p); err != nil {
+			return fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+	}
+	return nil
+}
+
+// Has reports whether the node carries role r.
+func (c *Config) Has(r schema.Role) bool { return slices.Contains(c.Roles, r) }
+
+// LoadConfig reads <dir>/config.json.
+func LoadConfig(dir string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return c, fmt.Errorf("%w in %s: run `examnode init --dir %s` first", ErrNoConfig, dir, dir)
+	}
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("%w: %s: %v", ErrConfig, filepath.Join(dir, ConfigFile), err)
+	}
+	return c, c.Validate()
+}
+
+// Init creates a data directory: the config file, the node's identity and
+// the API token. It refuses a directory that already has a config.
+func Init(dir string, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
+		return fmt.Errorf("%w: %s (remove it to start over; this loses the node's identity and data)", ErrInitialised, dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if _, err := mesh.LoadOrCreateKey(filepath.Join(dir, IdentityFile)); err != nil {
+		return err
+	}
+	if _, err := loadOrCreateToken(dir); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o600)
+}
+
+// loadOrCreateToken returns the API bearer token, creating it if needed.
+func loadOrCreateToken(dir string) (string, error) {
+	p := filepath.Join(dir, TokenFile)
+	b, err := os.ReadFile(p)
+	if err == nil && len(b) > 0 {
+		return string(b), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw)
+	return tok, writeFileAtomic(p, []byte(tok), 0o600)
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,76 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/examnode/examnode/crdt"
+)
+
+// pullProtocol carries crdt's bulk DAG pull between peers.
+const pullProtocol = protocol.ID("/examnode/dag-pull/1.0.0")
+
+const pullTimeout = 2 * time.Minute
+
+// servePull answers a peer's bulk pull with blocks of organisations this
+// node holds.
+func (n *Node) servePull(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(pullTimeout))
+	err := crdt.ServePull(n.ctx, s, n.store.Blockstore(), func(org string) error {
+		_, err := n.Replica(org)
+		return err
+	})
+	if err != nil {
+		s.Reset()
+		n.log.Debug("serving a pull failed", "peer", s.Conn().RemotePeer(), "err", err)
+	}
+}
+
+// prefetch pulls, from the peer that announced them, the blocks below the
+// announced heads that this node lacks. On failure go-ds-crdt fetches what
+// is missing through bitswap.
+func (n *Node) prefetch(ctx context.Context, org string, from peer.ID, announcement []byte) {
+	heads, err := crdt.DecodeHeads(announcement)
+	if err != nil || len(heads) == 0 {
+		return
+	}
+	bs := n.store.Blockstore()
+	var want []cid.Cid
+	for _, h := range heads {
+		if has, err := bs.Has(ctx, h); err == nil && !has {
+			want = append(want, h)
+		}
+	}
+	if len(want) == 0 {
+		return
+	}
+	rep, err := n.Replica(org)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, pullTimeout)
+	defer cancel()
+	s, err := n.mesh.Host().NewStream(ctx, from, pullProtocol)
+	if err != nil {
+		n.pullErrors.Add(1)
+		n.log.Debug("cannot open pull stream", "peer", from, "org", org, "err", err)
+		return
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(pullTimeout))
+	st, err := crdt.Pull(ctx, s, bs, org, want, rep.Heads(ctx))
+	n.pulledBlocks.Add(uint64(st.Blocks))
+	if err != nil {
+		s.Reset()
+		n.pullErrors.Add(1)
+		n.log.Debug("bulk pull failed; bitswap takes over", "peer", from, "org", org, "err", err)
+		return
+	}
+	n.pulls.Add(1)
+}
