@@ -111,8 +111,8 @@ type run struct {
 	res   Result
 	check []int      // nodes whose lowest count is Held
 	mu    sync.Mutex // guards res.Written across concurrent putEach calls
-	held  atomic.Int64
-	heldN atomic.Bool // held was measured by a wait
+	held  int        // lowest count the last wait saw
+	waits bool       // a wait ran, so held is what it saw
 }
 
 // measure runs body under the workload timeout and turns its outcome into
@@ -138,8 +138,8 @@ func measure(ctx context.Context, s Stack, p Params, want int, body func(ctx con
 // finalHeld returns the count a wait last saw, or counts the checked nodes
 // now with a fresh deadline (the workload's may have passed).
 func (r *run) finalHeld(ctx context.Context) int {
-	if r.heldN.Load() || len(r.check) == 0 {
-		return int(r.held.Load())
+	if r.waits || len(r.check) == 0 {
+		return r.held
 	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
@@ -223,7 +223,7 @@ func (r *run) addWritten(n int) {
 // the lowest count seen so that a timeout reports how far it got.
 func (r *run) waitHeld(ctx context.Context, nodes []int, want int) error {
 	r.check = nodes
-	r.heldN.Store(true)
+	r.waits = true
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -240,7 +240,7 @@ func (r *run) waitHeld(ctx context.Context, nodes []int, want int) error {
 			}
 			return fmt.Errorf("counting records on nodes %v: %w", nodes, err)
 		}
-		r.held.Store(int64(held))
+		r.held = held
 		if held >= want {
 			return nil
 		}
@@ -341,6 +341,9 @@ func replicateConnected(ctx context.Context, s Stack, p Params) Result {
 		}
 		acked := time.Now()
 		r.rate(figWriteRate, p.Records, acked.Sub(start))
+		// Polling starts at the last ack: node 1 cannot hold every record
+		// before node 0 has written them all, and Count during the writes
+		// would slow them.
 		if err := r.waitHeld(ctx, nodes[1:], p.Records); err != nil {
 			return err
 		}

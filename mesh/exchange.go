@@ -245,7 +245,7 @@ func (m *Mesh) myHello() hello {
 		orgs = append(orgs, org)
 	}
 	sort.Strings(orgs)
-	return hello{Version: ProtocolVersion, Network: m.opts.Network, Roles: m.opts.Roles, Orgs: orgs}
+	return hello{Version: m.version, Network: m.opts.Network, Roles: m.opts.Roles, Orgs: orgs}
 }
 
 // exchange asks p who it is and for its heads of the organisations both
@@ -371,9 +371,9 @@ func (m *Mesh) pushOrg(org string) {
 func (m *Mesh) checkHello(p peer.ID, h hello) error {
 	var err error
 	switch {
-	case h.Version != ProtocolVersion:
+	case h.Version != m.version:
 		err = fmt.Errorf("%w: peer %s speaks examnode protocol version %d, this node speaks %d; upgrade the older node",
-			ErrVersion, p, h.Version, ProtocolVersion)
+			ErrVersion, p, h.Version, m.version)
 	case h.Network != m.opts.Network:
 		err = fmt.Errorf("%w: peer %s is in network %q, this node in %q; check the network name in both configs",
 			ErrWrongNetwork, p, h.Network, m.opts.Network)

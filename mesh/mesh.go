@@ -167,6 +167,7 @@ type Mesh struct {
 	cmu    sync.RWMutex              // guards counts; taken by the pubsub tracer
 	counts map[string]*topicCounters // by topic name; outlives Topics
 
+	version     int // ProtocolVersion; tests override it
 	exchangeQ   chan peer.ID
 	queued      map[peer.ID]bool
 	exchangesOK atomic.Uint64
@@ -229,6 +230,7 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 		topics:    map[string]*Topic{},
 		book:      map[peer.ID]*peerState{},
 		counts:    map[string]*topicCounters{},
+		version:   ProtocolVersion,
 		exchangeQ: make(chan peer.ID, 4096),
 		queued:    map[peer.ID]bool{},
 	}

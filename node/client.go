@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/mesh"
 )
 
@@ -47,7 +48,18 @@ func ClientFromDir(dir string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: read API token: %w (is %s an examnode data directory?)", err, dir)
 	}
-	return &Client{Addr: addr, Token: strings.TrimSpace(string(tok)), HTTP: &http.Client{Timeout: 60 * time.Second}}, nil
+	return &Client{Addr: addr, Token: strings.TrimSpace(string(tok)), HTTP: newHTTPClient()}, nil
+}
+
+// newHTTPClient never follows redirects: the API answers none, and
+// following one would silently write somewhere else.
+func newHTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: 60 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
@@ -62,7 +74,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	hc := c.HTTP
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = newHTTPClient()
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -120,17 +132,26 @@ func (c *Client) Sync(ctx context.Context, org string) ([]ReplicaSummary, error)
 // Put writes a raw value; it returns once the node made it durable.
 func (c *Client) Put(ctx context.Context, org, key string, value []byte) (PutResult, error) {
 	var r PutResult
+	if err := crdt.ValidateKey(key); err != nil {
+		return r, err
+	}
 	return r, c.do(ctx, http.MethodPut, rawPath(org, key), value, &r)
 }
 
 // Get reads a raw value.
 func (c *Client) Get(ctx context.Context, org, key string) ([]byte, error) {
 	var b []byte
+	if err := crdt.ValidateKey(key); err != nil {
+		return nil, err
+	}
 	return b, c.do(ctx, http.MethodGet, rawPath(org, key), nil, &b)
 }
 
 // Delete removes a raw value.
 func (c *Client) Delete(ctx context.Context, org, key string) error {
+	if err := crdt.ValidateKey(key); err != nil {
+		return err
+	}
 	return c.do(ctx, http.MethodDelete, rawPath(org, key), nil, nil)
 }
 

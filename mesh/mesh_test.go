@@ -1,0 +1,128 @@
+package mesh
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
+	)
+}
+
+func newMesh(t *testing.T, network string, peers ...string) *Mesh {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(Options{Network: network, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Peers: peers,
+		RedialMax: 200 * time.Millisecond, RedialMin: 50 * time.Millisecond},
+		Deps{Key: k, Heads: func(context.Context, string) ([]byte, error) { return []byte("heads"), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return m
+}
+
+// waitPeerError polls m's peer book until the entry of peer id carries an
+// error containing want.
+func waitPeerError(t *testing.T, m *Mesh, id string, want ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, p := range m.Peers() {
+			if p.ID != id {
+				continue
+			}
+			ok := p.LastError != ""
+			for _, w := range want {
+				ok = ok && strings.Contains(p.LastError, w)
+			}
+			if ok {
+				return p.LastError
+			}
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-t.Context().Done():
+		}
+	}
+	t.Fatalf("peer %s never recorded an error containing %q; book: %+v", id, want, m.Peers())
+	return ""
+}
+
+func TestPeerOfAnotherNetworkIsRefused(t *testing.T) {
+	a := newMesh(t, "centre-net")
+	b := newMesh(t, "other-net", a.Addrs()[0])
+	msg := waitPeerError(t, b, a.ID().String(), "other-net", "centre-net")
+	t.Logf("refusal: %s", msg)
+}
+
+func TestPeerOfAnotherProtocolVersionIsRefused(t *testing.T) {
+	a := newMesh(t, "n")
+	a.version = ProtocolVersion + 1
+	b := newMesh(t, "n", a.Addrs()[0])
+	msg := waitPeerError(t, b, a.ID().String(),
+		fmt.Sprintf("version %d", ProtocolVersion+1), fmt.Sprintf("speaks %d", ProtocolVersion))
+	t.Logf("refusal: %s", msg)
+}
+
+func TestHeadsExchangedOnConnect(t *testing.T) {
+	a := newMesh(t, "n")
+	ta, err := a.Join("org1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newMesh(t, "n", a.Addrs()[0])
+	tb, err := b.Join("org1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Each side receives the other's heads without anything published.
+	for _, tp := range []*Topic{ta, tb} {
+		got, err := tp.Next(ctx)
+		if err != nil {
+			t.Fatalf("%s: no heads exchanged: %v", tp.Org(), err)
+		}
+		if string(got) != "heads" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	if _, err := a.Join("org1"); err == nil {
+		t.Fatal("joining twice succeeded")
+	}
+	if err := ta.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ta.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ta.Next(ctx); err == nil {
+		t.Fatal("Next on a closed topic returned no error")
+	}
+}
+
+func TestParsePeerAddr(t *testing.T) {
+	for _, s := range []string{"", "/ip4/1.2.3.4/tcp/1", "nonsense", "/ip4/1.2.3.4/tcp/1/p2p/notapeer"} {
+		if _, err := ParsePeerAddr(s); err == nil {
+			t.Errorf("ParsePeerAddr(%q) accepted", s)
+		}
+	}
+}

@@ -1,0 +1,114 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/examnode/examnode/schema"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreAnyFunction("github.com/ipfs/go-log/v2/writer.(*MirrorWriter).logRoutine"),
+	)
+}
+
+func startNode(t *testing.T) *Node {
+	t.Helper()
+	cfg := DefaultConfig(schema.RoleVM, "C1")
+	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.API = "127.0.0.1:0"
+	n, err := New(t.TempDir(), cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := n.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+	})
+	return n
+}
+
+func request(t *testing.T, n *Node, method, path, token string, body []byte) (int, apiError) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+n.APIAddr()+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := newHTTPClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e apiError
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	return resp.StatusCode, e
+}
+
+func TestAPIRefusesBadRequestsAndStoresNothing(t *testing.T) {
+	n := startNode(t)
+	tok := n.Token()
+	for _, tc := range []struct {
+		name, method, path, token string
+		body                      []byte
+		status                    int
+		code                      string
+	}{
+		{"no token", "PUT", "/v1/orgs/C1/raw/a", "", []byte("x"), 401, "unauthorized"},
+		{"wrong token", "PUT", "/v1/orgs/C1/raw/a", "nope", []byte("x"), 401, "unauthorized"},
+		{"other organisation", "PUT", "/v1/orgs/C2/raw/a", tok, []byte("x"), 404, "unknown_org"},
+		{"bad key", "PUT", "/v1/orgs/C1/raw/a%20b", tok, []byte("x"), 400, "invalid"},
+		{"oversize", "PUT", "/v1/orgs/C1/raw/a", tok, bytes.Repeat([]byte("x"), MaxValueSize+1), 413, "too_large"},
+		{"dot-dot is not followed", "PUT", "/v1/orgs/C1/raw/x/../a", tok, []byte("x"), http.StatusTemporaryRedirect, ""},
+		{"missing", "GET", "/v1/orgs/C1/raw/absent", tok, nil, 404, "not_found"},
+		{"bad paging", "GET", "/v1/orgs/C1/raw?limit=-1", tok, nil, 400, "invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, e := request(t, n, tc.method, tc.path, tc.token, tc.body)
+			if status != tc.status || e.Code != tc.code {
+				t.Fatalf("status %d code %q (%s), want %d %q", status, e.Code, e.Error, tc.status, tc.code)
+			}
+			if status >= 400 && status != 404 && !strings.Contains(e.Error, " ") {
+				t.Fatalf("error message does not explain: %q", e.Error)
+			}
+		})
+	}
+	rep, err := n.Replica("C1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := rep.Count(context.Background(), "/"); c != 0 {
+		t.Fatalf("%d records stored by refused requests", c)
+	}
+}
+
+func TestAPIWriteIsDurableAndReadable(t *testing.T) {
+	n := startNode(t)
+	cl := &Client{Addr: n.APIAddr(), Token: n.Token()}
+	ctx := context.Background()
+	r, err := cl.Put(ctx, "C1", "/results/e1", []byte("17"))
+	if err != nil || !r.Durable {
+		t.Fatalf("put: %+v, %v", r, err)
+	}
+	v, err := cl.Get(ctx, "C1", "/results/e1")
+	if err != nil || string(v) != "17" {
+		t.Fatalf("get: %q, %v", v, err)
+	}
+}
