@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"testing"
 	"time"
 
 	"go.uber.org/goleak"
@@ -22,7 +23,7 @@ func smallParams() Params {
 		Writers:   8,
 		BatchSize: 20,
 		PerNode:   70,
-		Timeout:   30 * time.Second,
+		Timeout:   60 * time.Second, // a bound, not a wait: runs take seconds
 		Poll:      20 * time.Millisecond,
 	}
 }
@@ -32,3 +33,22 @@ func smallParams() Params {
 // go-ds-crdt is not waited for, but exits right after the context is
 // cancelled, within goleak's retries).
 var leakOptions []goleak.Option
+
+// verifyNoLeaks fails t if goroutines outlive the test. It polls for up to
+// ten seconds, since a loaded machine may take longer than goleak's own
+// retries (about half a second) to let the goroutines of a closed stack
+// return.
+func verifyNoLeaks(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := goleak.Find(leakOptions...) // retries for ~0.5 s itself
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Error(err)
+			return
+		}
+	}
+}

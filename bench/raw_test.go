@@ -5,14 +5,12 @@ import (
 	"errors"
 	"math"
 	"testing"
-
-	"go.uber.org/goleak"
 )
 
 // TestRawWorkloads runs every workload on the raw stack in process, at a
 // small size, and checks that each result is complete and plausible.
 func TestRawWorkloads(t *testing.T) {
-	defer goleak.VerifyNone(t, leakOptions...)
+	defer verifyNoLeaks(t)
 	p, err := smallParams().withDefaults()
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +76,7 @@ func checkResult(t *testing.T, res Result, p Params) {
 // TestRawStackClose checks that Close is idempotent and that a closed
 // stack refuses work with ErrClosed.
 func TestRawStackClose(t *testing.T) {
-	defer goleak.VerifyNone(t, leakOptions...)
+	defer verifyNoLeaks(t)
 	ctx := context.Background()
 	s, err := RawFactory(RawOptions{})(t.TempDir())
 	if err != nil {

@@ -59,7 +59,7 @@ type Options struct {
 func DefaultOptions(org string) Options {
 	return Options{
 		Org:                 org,
-		RebroadcastInterval: 30 * time.Second,
+		RebroadcastInterval: time.Minute,
 		DAGSyncerTimeout:    30 * time.Second,
 		NumWorkers:          4,
 		MaxGroupRecords:     2000,
@@ -411,7 +411,37 @@ func (r *Replica) List(ctx context.Context, prefix string, keysOnly bool, offset
 }
 
 // Count returns how many records the replica holds under prefix.
+//
+// It scans keys only. go-ds-crdt's own keys-only query still reads every
+// value; here the count comes from the set's layout in the store: a record
+// is present exactly when its "<ns>/s/k/<key>/v" entry exists (tombstoning
+// removes or replaces it). TestCountMatchesQuery guards that layout
+// against a go-ds-crdt upgrade.
 func (r *Replica) Count(ctx context.Context, prefix string) (int, error) {
+	keys := Namespace(r.org).ChildString("s").ChildString("k")
+	p := keys.String()
+	if prefix != "" && prefix != "/" {
+		p = keys.Child(ds.NewKey(prefix)).String()
+	}
+	res, err := r.store.Datastore().Query(ctx, query.Query{Prefix: p, KeysOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer res.Close()
+	n := 0
+	for e := range res.Next() {
+		if e.Error != nil {
+			return n, e.Error
+		}
+		if strings.HasSuffix(e.Key, "/v") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// countByQuery counts through go-ds-crdt's own query (reads values).
+func (r *Replica) countByQuery(ctx context.Context, prefix string) (int, error) {
 	res, err := r.crdt.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
 	if err != nil {
 		return 0, err

@@ -264,3 +264,38 @@ func TestReplicasConvergeThroughABroadcaster(t *testing.T) {
 		}
 	}
 }
+
+func TestCountMatchesQuery(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	r := newReplica(t, s, offlineDAG(s), nil, "c1")
+	defer r.Close()
+	ctx := context.Background()
+	for i := range 40 {
+		if err := r.Put(ctx, fmt.Sprintf("/a/%02d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Put(ctx, fmt.Sprintf("/ab/%02d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Overwrites, deletes, and a delete of a missing key.
+	for i := range 10 {
+		_ = r.Put(ctx, fmt.Sprintf("/a/%02d", i), []byte("w"))
+		_ = r.Delete(ctx, fmt.Sprintf("/ab/%02d", i))
+	}
+	_ = r.Delete(ctx, "/never/written")
+	for _, prefix := range []string{"/", "", "/a", "/ab", "/missing"} {
+		fast, err1 := r.Count(ctx, prefix)
+		slow, err2 := r.countByQuery(ctx, prefix)
+		if err := errors.Join(err1, err2); err != nil {
+			t.Fatal(err)
+		}
+		if fast != slow {
+			t.Fatalf("Count(%q) = %d, go-ds-crdt's query counts %d: the store layout changed", prefix, fast, slow)
+		}
+	}
+	if n, _ := r.Count(ctx, "/"); n != 70 {
+		t.Fatalf("count = %d, want 70", n)
+	}
+}

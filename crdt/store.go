@@ -61,6 +61,9 @@ type StoreOptions struct {
 	// GCInterval is how often badger's value log is garbage-collected.
 	// Zero disables it.
 	GCInterval time.Duration
+	// MemTableSize is badger's memtable size in bytes (default 16 MiB).
+	// Many small nodes in one process (the scale benchmark) use less.
+	MemTableSize int64
 }
 
 // DefaultStoreOptions returns the options a daemon uses.
@@ -98,6 +101,14 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		WithIndexCacheSize(16 << 20).
 		WithCompression(options.ZSTD).
 		WithLoggingLevel(badger.WARNING)
+	if opts.MemTableSize > 0 {
+		bopts.Options = bopts.Options.
+			WithMemTableSize(opts.MemTableSize).
+			// badger refuses a value threshold above its batch bound (15% of a memtable).
+			WithValueThreshold(min(1<<20, opts.MemTableSize/10)).
+			WithBlockCacheSize(opts.MemTableSize).
+			WithIndexCacheSize(opts.MemTableSize / 2)
+	}
 	if opts.InMemory {
 		bopts.Options = bopts.Options.WithInMemory(true)
 		dir = ""

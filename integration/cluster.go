@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -34,6 +35,8 @@ type Options struct {
 	// API is the API address of every node: "127.0.0.1:0" (default) or "off".
 	API    string
 	Logger *slog.Logger
+	// Store overrides the nodes' badger options.
+	Store *crdt.StoreOptions
 }
 
 // Spec describes one node of a cluster.
@@ -113,7 +116,7 @@ func (c *Cluster) start(ctx context.Context, m *Member) error {
 	if logger != nil {
 		logger = logger.With("node", m.Spec.Name)
 	}
-	n, err := node.New(m.Dir, cfg, node.Deps{Logger: logger, Gater: m.gater})
+	n, err := node.New(m.Dir, cfg, node.Deps{Logger: logger, Gater: m.gater, StoreOptions: c.opts.Store})
 	if err != nil {
 		return err
 	}

@@ -232,7 +232,21 @@ func (m *Mesh) periodicExchange() {
 		case <-m.ctx.Done():
 			return
 		case <-t.C:
-			m.ExchangeNow()
+			m.exchangePeriodic()
+		}
+	}
+}
+
+// exchangePeriodic queues an exchange with every connected peer whose ID
+// sorts after this node's: an exchange carries heads both ways, so one
+// side initiating the periodic one is enough.
+func (m *Mesh) exchangePeriodic() {
+	self := m.host.ID()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p, s := range m.book {
+		if s.connected && self < p {
+			m.enqueueLocked(p)
 		}
 	}
 }

@@ -80,7 +80,7 @@ func DefaultOptions() Options {
 	return Options{
 		Network:          "examnode",
 		ListenAddrs:      []string{"/ip4/0.0.0.0/tcp/4001"},
-		ExchangeInterval: 10 * time.Second,
+		ExchangeInterval: 15 * time.Second,
 		RedialMin:        500 * time.Millisecond,
 		RedialMax:        30 * time.Second,
 		InboxSize:        1024,

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	mh "github.com/multiformats/go-multihash"
 	"go.uber.org/goleak"
 )
 
@@ -19,6 +21,11 @@ func TestMain(m *testing.M) {
 	)
 }
 
+var testHead = func() cid.Cid {
+	h, _ := mh.Sum([]byte("a head"), mh.SHA2_256, -1)
+	return cid.NewCidV1(cid.DagProtobuf, h)
+}()
+
 func newMesh(t *testing.T, network string, peers ...string) *Mesh {
 	t.Helper()
 	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
@@ -27,7 +34,7 @@ func newMesh(t *testing.T, network string, peers ...string) *Mesh {
 	}
 	m, err := New(Options{Network: network, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Peers: peers,
 		RedialMax: 200 * time.Millisecond, RedialMin: 50 * time.Millisecond},
-		Deps{Key: k, Heads: func(context.Context, string) ([]byte, error) { return []byte("heads"), nil }})
+		Deps{Key: k, Heads: func(context.Context, string) ([]byte, error) { return encodeHeads([]cid.Cid{testHead}) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +108,9 @@ func TestHeadsExchangedOnConnect(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: no heads exchanged: %v", tp.Org(), err)
 		}
-		if string(got) != "heads" {
-			t.Fatalf("got %q", got)
+		heads, err := decodeHeads(got)
+		if err != nil || len(heads) != 1 || !heads[0].Equals(testHead) {
+			t.Fatalf("got heads %v, %v; want [%s]", heads, err, testHead)
 		}
 	}
 	if _, err := a.Join("org1"); err == nil {
@@ -116,6 +124,45 @@ func TestHeadsExchangedOnConnect(t *testing.T) {
 	}
 	if _, err := ta.Next(ctx); err == nil {
 		t.Fatal("Next on a closed topic returned no error")
+	}
+}
+
+func TestInboxCoalescesBySender(t *testing.T) {
+	b := newInbox()
+	var hs []cid.Cid
+	for i := range 3 {
+		h, _ := mh.Sum([]byte{byte(i)}, mh.SHA2_256, -1)
+		hs = append(hs, cid.NewCidV1(cid.DagProtobuf, h))
+	}
+	a1, _ := encodeHeads(hs[:1])
+	a2, _ := encodeHeads(hs[1:])
+	for _, a := range [][]byte{a1, a2, a1} {
+		if _, err := b.add(a, "peer-a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.add(a1, "peer-b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.add([]byte("not protobuf \xff\xff"), "peer-c"); err == nil {
+		t.Fatal("a malformed announcement was accepted")
+	}
+	ctx := context.Background()
+	got, err := b.next(ctx, ctx)
+	if err != nil || got.from != "peer-a" {
+		t.Fatalf("first: %v from %q", err, got.from)
+	}
+	heads, _ := decodeHeads(got.data)
+	if len(heads) != 3 {
+		t.Fatalf("peer-a's three announcements merged into %d heads, want the union of 3", len(heads))
+	}
+	if got, _ = b.next(ctx, ctx); got.from != "peer-b" {
+		t.Fatalf("second from %q, want peer-b", got.from)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := b.next(ctx, cctx); err == nil {
+		t.Fatal("next on an empty, closed inbox returned no error")
 	}
 }
 

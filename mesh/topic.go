@@ -44,7 +44,7 @@ type Topic struct {
 	name   string
 	t      *pubsub.Topic
 	sub    *pubsub.Subscription
-	inbox  chan announcement
+	inbox  *inbox
 	count  *topicCounters
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -89,7 +89,7 @@ func (m *Mesh) Join(org string) (*Topic, error) {
 	m.cmu.Unlock()
 	ctx, cancel := context.WithCancel(m.ctx)
 	tp := &Topic{m: m, org: org, name: name, t: t, sub: sub, count: c,
-		inbox: make(chan announcement, m.opts.InboxSize), ctx: ctx, cancel: cancel}
+		inbox: newInbox(), ctx: ctx, cancel: cancel}
 	tp.wg.Add(1)
 	go func() { defer tp.wg.Done(); tp.pump() }()
 	m.mu.Lock()
@@ -138,17 +138,17 @@ type announcement struct {
 // lets the Prefetch hook fetch the blocks the announcement names from the
 // peer that sent it, so that go-ds-crdt finds them locally.
 func (t *Topic) Next(ctx context.Context) ([]byte, error) {
-	select {
-	case a := <-t.inbox:
-		if f := t.m.deps.Prefetch; f != nil && a.from != "" {
-			f(ctx, t.org, a.from, a.data)
+	a, err := t.inbox.next(ctx, t.ctx)
+	if err != nil {
+		if t.ctx.Err() != nil {
+			return nil, gocrdt.ErrNoMoreBroadcast
 		}
-		return a.data, nil
-	case <-t.ctx.Done():
-		return nil, gocrdt.ErrNoMoreBroadcast
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, err
 	}
+	if f := t.m.deps.Prefetch; f != nil && a.from != "" {
+		f(ctx, t.org, a.from, a.data)
+	}
+	return a.data, nil
 }
 
 // Stats counts this topic's announcements.
@@ -164,16 +164,19 @@ func (c *topicCounters) snapshot() TopicStats {
 	}
 }
 
-// deliver hands an announcement to the reader without blocking. When the
-// inbox is full the announcement is dropped, counted, and a direct
-// exchange with its sender is queued: the exchange brings the sender's
-// current heads, which cover whatever was dropped.
+// deliver hands an announcement to the reader without blocking: it is
+// merged into whatever the same peer has pending (see inbox). A malformed
+// announcement is counted as rejected and dropped.
 func (t *Topic) deliver(data []byte, from peer.ID, c *atomic.Uint64) {
-	select {
-	case t.inbox <- announcement{data: data, from: from}:
-		c.Add(1)
-	default:
-		t.count.dropped.Add(1)
+	dropped, err := t.inbox.add(data, from)
+	if err != nil {
+		t.count.rejected.Add(1)
+		t.m.log.Debug("malformed head announcement", "org", t.org, "peer", from, "err", err)
+		return
+	}
+	c.Add(1)
+	if dropped > 0 {
+		t.count.dropped.Add(uint64(dropped))
 		if from != "" {
 			t.m.enqueue(from)
 		}

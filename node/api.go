@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -132,6 +133,9 @@ type Status struct {
 	Uptime     string           `json:"uptime"`
 	StoreBytes uint64           `json:"store_bytes"`
 	Peers      int              `json:"peers_connected"`
+	Goroutines int              `json:"goroutines"`
+	HeapBytes  uint64           `json:"heap_bytes"`
+	Pulls      PullCounters     `json:"pulls"`
 	Verdict    string           `json:"verdict"`
 	Problems   []string         `json:"problems,omitempty"`
 	Replicas   []ReplicaSummary `json:"replicas"`
@@ -143,6 +147,13 @@ type ReplicaSummary struct {
 	Records       int             `json:"records"`
 	Announcements mesh.TopicStats `json:"announcements"`
 	Peers         []string        `json:"peers"`
+}
+
+// PullCounters count bulk DAG pulls since the node started.
+type PullCounters struct {
+	Completed uint64 `json:"completed"`
+	Blocks    uint64 `json:"blocks"`
+	Failed    uint64 `json:"failed"`
 }
 
 // Verdicts of Status.
@@ -167,6 +178,10 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		Started: started, Uptime: n.now().Sub(started).Round(time.Second).String(),
 	}
 	st.StoreBytes, _ = n.store.DiskUsage(ctx)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st.Goroutines, st.HeapBytes = runtime.NumGoroutine(), ms.HeapAlloc
+	st.Pulls = PullCounters{Completed: n.pulls.Load(), Blocks: n.pulledBlocks.Load(), Failed: n.pullErrors.Load()}
 	centralConnected := false
 	for _, p := range m.Peers() {
 		if !p.Connected {

@@ -1,6 +1,114 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"time"
 
-// addBenchCmds is filled in once the bench package lands.
-func addBenchCmds(root *cobra.Command, e *env) {}
+	"github.com/spf13/cobra"
+
+	"github.com/examnode/examnode/bench"
+	"github.com/examnode/examnode/integration"
+)
+
+func init() {
+	bench.Register("examnode", integration.BenchFactory)
+}
+
+func addBenchCmds(root *cobra.Command, e *env) {
+	var opts bench.RunOptions
+	var out string
+	var scale []int
+	var scaleIdle time.Duration
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure examnode against raw go-ds-crdt on the same workloads; write BENCHMARKS.md",
+		Long: `bench runs every workload on examnode's replication and on raw go-ds-crdt with its
+default options (bitswap, gossipsub, badger v4), each run in its own process so
+that peak RSS is its own, and writes a report with ratios beside absolute figures.
+Then it measures one central node carrying many organisations (one VM each):
+idle CPU, memory, goroutines, and the time for a write to reach its VM.
+
+Raw go-ds-crdt with default options takes minutes on the larger workloads (that
+is the point); a full run takes about half an hour.`,
+		Example: `  examnode bench                                   # everything, writes BENCHMARKS.md
+  examnode bench --records 1000 --scale 10 --out /tmp/b.md   # a quick look
+  examnode bench --stacks examnode --workloads catchup-fresh --records 100000`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			opts.Command = []string{exe, "bench-child"}
+			opts.Progress = e.stderr
+			rep, err := bench.Run(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			var md bytes.Buffer
+			if err := rep.Markdown(&md, "examnode "+strings.Join(os.Args[1:], " ")); err != nil {
+				return err
+			}
+			if len(scale) > 0 && scale[0] > 0 {
+				res, err := integration.RunScale(cmd.Context(), integration.ScaleOptions{
+					Exe: []string{exe}, Orgs: scale, Idle: scaleIdle, Progress: e.stderr,
+				})
+				if err != nil {
+					return err
+				}
+				writeScale(&md, res, scaleIdle)
+			}
+			if e.json {
+				return rep.JSON(e.stdout)
+			}
+			if out == "-" {
+				_, err = e.stdout.Write(md.Bytes())
+				return err
+			}
+			if err := os.WriteFile(out, md.Bytes(), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "wrote %s\n", out)
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringSliceVar(&opts.Stacks, "stacks", nil, "stacks to measure (default: raw and examnode)")
+	f.StringSliceVar(&opts.Workloads, "workloads", nil, "workloads to run (default: all): "+strings.Join(bench.Workloads(), ", "))
+	f.IntVar(&opts.Params.Records, "records", 0, "records N per workload (default 10000)")
+	f.IntVar(&opts.Params.Writers, "writers", 0, "concurrent writers (default 32)")
+	f.IntVar(&opts.Params.PerNode, "per-node", 0, "records per node in converge-three (default 3000)")
+	f.DurationVar(&opts.Params.Timeout, "timeout", 0, "give up on one run after this long (default 10m)")
+	f.IntVar(&opts.Repeat, "repeat", 1, "runs per stack and workload; the report gives medians")
+	f.StringVar(&out, "out", "BENCHMARKS.md", "where to write the report ('-' for stdout)")
+	f.IntSliceVar(&scale, "scale", []int{10, 50, 200}, "organisation counts for the central-scale measurement (0 to skip)")
+	f.DurationVar(&scaleIdle, "scale-idle", 30*time.Second, "how long idle CPU is sampled at each scale")
+	root.AddCommand(c)
+
+	root.AddCommand(&cobra.Command{
+		Use:                "bench-child",
+		Hidden:             true,
+		Short:              "Run one benchmark workload (started by `examnode bench`)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return bench.RunChild(cmd.Context(), args, e.stdout)
+		},
+	})
+}
+
+func writeScale(md *bytes.Buffer, rs []integration.ScaleResult, idle time.Duration) {
+	fmt.Fprintf(md, "\n## central-scale\n\nOne central node (its own process, `examnode run`) configured with N organisations, one VM per organisation connected to it. Idle CPU is sampled over %s with nothing written; a write on central (through its local API) is timed until its VM holds it, for up to 20 organisations spread over the range. Targets: idle CPU under 5%% of one core, RSS under 1 GiB, write to VM within 2 s, at 200 organisations.\n\n", idle)
+	fmt.Fprintf(md, "| organisations | idle CPU (%% of one core) | RSS | peak RSS | goroutines | write→VM p50 | write→VM max | setup |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rs {
+		fmt.Fprintf(md, "| %d | %.2f | %.0f MiB | %.0f MiB | %d | %.3f s | %.3f s | %.1f s |\n", r.Orgs, r.IdleCPUPercent,
+			float64(r.RSSBytes)/(1<<20), float64(r.PeakRSSBytes)/(1<<20), r.Goroutines, r.WriteP50, r.WriteMax, r.SetupSeconds)
+	}
+	if len(rs) >= 2 {
+		a, b := rs[0], rs[len(rs)-1]
+		fmt.Fprintf(md, "\nFrom %d to %d organisations: RSS grows %.2f MiB per organisation, goroutines %.1f per organisation.\n",
+			a.Orgs, b.Orgs, float64(int64(b.RSSBytes)-int64(a.RSSBytes))/(1<<20)/float64(b.Orgs-a.Orgs),
+			float64(b.Goroutines-a.Goroutines)/float64(b.Orgs-a.Orgs))
+	}
+}
