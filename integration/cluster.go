@@ -35,6 +35,9 @@ type Options struct {
 	// API is the API address of every node: "127.0.0.1:0" (default) or "off".
 	API    string
 	Logger *slog.Logger
+	// DropGossip makes every node drop every gossipsub announcement it
+	// receives: heads then travel only by direct exchange.
+	DropGossip bool
 	// Store overrides the nodes' badger options.
 	Store *crdt.StoreOptions
 }
@@ -116,7 +119,11 @@ func (c *Cluster) start(ctx context.Context, m *Member) error {
 	if logger != nil {
 		logger = logger.With("node", m.Spec.Name)
 	}
-	n, err := node.New(m.Dir, cfg, node.Deps{Logger: logger, Gater: m.gater, StoreOptions: c.opts.Store})
+	deps := node.Deps{Logger: logger, Gater: m.gater, StoreOptions: c.opts.Store}
+	if c.opts.DropGossip {
+		deps.GossipFilter = func(string, peer.ID) bool { return false }
+	}
+	n, err := node.New(m.Dir, cfg, deps)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -28,10 +29,15 @@ func leakIgnores() []goleak.Option {
 
 const org = "centre-1"
 
-// testTuning makes periodic work frequent enough for tests; convergence
-// must not depend on it (heads are exchanged on connect).
+// testTuning puts every periodic backstop (the periodic heads exchange,
+// go-ds-crdt's rebroadcast) an hour away: a test that converges under it
+// converges without waiting on any timer.
 func testTuning() Options {
-	return Options{Tuning: fastTuning()}
+	return Options{Tuning: node.Tuning{
+		ExchangeInterval:    node.Duration(time.Hour),
+		RebroadcastInterval: node.Duration(time.Hour),
+		RedialMax:           node.Duration(time.Second),
+	}}
 }
 
 // makeN starts a central node and n-1 VMs of one organisation, all

@@ -138,6 +138,11 @@ type Deps struct {
 	// announcement to go-ds-crdt, with the peer it came from: the node
 	// pulls the announced sub-DAG from that peer in bulk.
 	Prefetch func(ctx context.Context, org string, from peer.ID, announcement []byte)
+	// GossipFilter, if set, sees every gossipsub announcement before it is
+	// delivered and drops those it returns false for (counted as dropped).
+	// It is a fault-injection knob: tests use it to lose announcements on
+	// purpose.
+	GossipFilter func(org string, from peer.ID) bool
 	// Gater, if set, may refuse connections (membership gating, tests'
 	// partitions).
 	Gater  connmgr.ConnectionGater

@@ -193,6 +193,10 @@ func (t *Topic) pump() {
 		if msg.ReceivedFrom == self || msg.GetFrom() == self {
 			continue
 		}
+		if f := t.m.deps.GossipFilter; f != nil && !f(t.org, msg.ReceivedFrom) {
+			t.count.dropped.Add(1)
+			continue
+		}
 		// Pull blocks from the writer itself where it is connected: a
 		// gossipsub relay need not hold them yet.
 		from := msg.GetFrom()

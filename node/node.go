@@ -69,6 +69,9 @@ type Deps struct {
 	Gater connmgr.ConnectionGater
 	// Now is the node's clock; time.Now if nil.
 	Now func() time.Time
+	// GossipFilter drops gossipsub announcements it returns false for
+	// (fault injection; see mesh.Deps).
+	GossipFilter func(org string, from peer.ID) bool
 	// StoreOptions overrides the badger options.
 	StoreOptions *crdt.StoreOptions
 }
@@ -166,13 +169,14 @@ func (n *Node) Start(ctx context.Context) error {
 		mopts.RedialMin = min(mopts.RedialMin, mopts.RedialMax)
 	}
 	m, err := mesh.New(mopts, mesh.Deps{
-		Key:        n.key,
-		Heads:      n.headsFor,
-		OnPeerOrgs: n.onPeerOrgs,
-		Prefetch:   n.prefetch,
-		Gater:      n.deps.Gater,
-		Logger:     n.log,
-		Now:        n.now,
+		Key:          n.key,
+		Heads:        n.headsFor,
+		OnPeerOrgs:   n.onPeerOrgs,
+		Prefetch:     n.prefetch,
+		GossipFilter: n.deps.GossipFilter,
+		Gater:        n.deps.Gater,
+		Logger:       n.log,
+		Now:          n.now,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,132 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/examnode/examnode/schema"
+)
+
+// writeConcurrently puts n records on node i from 32 writers, one record
+// per call, and returns them.
+func writeConcurrently(t *testing.T, c *Cluster, i int, prefix string, n int) map[string]string {
+	t.Helper()
+	rep, err := c.Node(i).Replica(org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := make(map[string]string, n)
+	for k := range n {
+		want[fmt.Sprintf("/%s/%05d", prefix, k)] = fmt.Sprintf("v%d", k)
+	}
+	keys := make([]string, 0, n)
+	for k := range want {
+		keys = append(keys, k)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j := int(next.Add(1)) - 1
+				if j >= len(keys) {
+					return
+				}
+				if err := rep.Put(context.Background(), keys[j], []byte(want[keys[j]])); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+func merge(ms ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// At the benchmark's sizes: 10,000 records written one per call by 32
+// writers reach a connected peer, and a fresh peer catches up on them, with
+// every periodic timer an hour away.
+func TestTenThousandRecordsConvergeWithoutTimers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 10,000 records")
+	}
+	c := makeN(t, 2, testTuning())
+	want := writeConcurrently(t, c, 1, "results", 10_000)
+	acked := time.Now()
+	waitSame(t, c, want, 2*time.Minute)
+	t.Logf("connected peer holds all 10,000 records %.2fs after the last ack", time.Since(acked).Seconds())
+	joined := time.Now()
+	if _, err := c.Add(context.Background(), Spec{Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
+		t.Fatal(err)
+	}
+	waitSame(t, c, want, 2*time.Minute)
+	t.Logf("fresh peer caught up on 10,000 records in %.2fs", time.Since(joined).Seconds())
+}
+
+// Three peers writing concurrently converge, with timers an hour away.
+func TestThreeWritersConvergeWithoutTimers(t *testing.T) {
+	c := makeN(t, 3, testTuning())
+	var wg sync.WaitGroup
+	parts := make([]map[string]string, 3)
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[i] = writeConcurrently(t, c, i, fmt.Sprintf("n%d", i), 1000)
+		}()
+	}
+	wg.Wait()
+	waitSame(t, c, merge(parts...), time.Minute)
+}
+
+// Every gossipsub announcement is dropped on purpose: heads travel only
+// by the direct exchange after each commit, and the nodes still converge,
+// with no timer to fall back on.
+func TestConvergesWhenEveryAnnouncementIsDropped(t *testing.T) {
+	opts := testTuning()
+	opts.DropGossip = true
+	c := makeN(t, 3, opts)
+	var wg sync.WaitGroup
+	parts := make([]map[string]string, 3)
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[i] = writeConcurrently(t, c, i, fmt.Sprintf("d%d", i), 300)
+		}()
+	}
+	wg.Wait()
+	waitSame(t, c, merge(parts...), time.Minute)
+	dropped := uint64(0)
+	for _, m := range c.Members() {
+		st, err := m.Node.Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dropped += st.Replicas[0].Announcements.Dropped
+	}
+	if dropped == 0 {
+		t.Fatal("no announcement was dropped: the knob did nothing")
+	}
+	t.Logf("%d gossipsub announcements dropped on purpose", dropped)
+}
