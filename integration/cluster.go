@@ -35,6 +35,9 @@ type Options struct {
 	// API is the API address of every node: "127.0.0.1:0" (default) or "off".
 	API    string
 	Logger *slog.Logger
+	// LANDiscovery turns on mDNS in every node (off by default: tests on
+	// one machine would otherwise find each other's nodes).
+	LANDiscovery bool
 	// DropGossip makes every node drop every gossipsub announcement it
 	// receives: heads then travel only by direct exchange.
 	DropGossip bool
@@ -103,6 +106,7 @@ func (c *Cluster) config(m *Member) node.Config {
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.API = c.opts.API
 	cfg.Tuning = c.opts.Tuning
+	cfg.LANDiscovery = c.opts.LANDiscovery
 	for _, j := range m.Spec.Peers {
 		if p := c.members[j]; p.Node != nil {
 			cfg.Peers = append(cfg.Peers, p.Node.Addrs()...)

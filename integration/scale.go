@@ -99,6 +99,7 @@ func scaleOnce(ctx context.Context, opts ScaleOptions, dir string, n int) (Scale
 	cfg.Network = "scale"
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.API = "127.0.0.1:0"
+	cfg.LANDiscovery = false
 	for i := range n {
 		cfg.Orgs = append(cfg.Orgs, scaleOrg(i))
 	}
@@ -207,6 +208,7 @@ func (c *Cluster) startWithPeers(ctx context.Context, m *Member, peers []string)
 	c.mu.Unlock()
 	cfg := node.DefaultConfig(m.Spec.Role, m.Spec.Orgs...)
 	cfg.Network, cfg.Listen, cfg.API, cfg.Peers = c.opts.Network, []string{"/ip4/127.0.0.1/tcp/0"}, c.opts.API, peers
+	cfg.LANDiscovery = false
 	n, err := node.New(m.Dir, cfg, node.Deps{Gater: m.gater, StoreOptions: c.opts.Store})
 	if err != nil {
 		return err

@@ -47,6 +47,7 @@ type hello struct {
 // peerState is the peer book's entry for one peer.
 type peerState struct {
 	configured   bool
+	lan          bool // found by mDNS
 	connected    bool
 	inbound      bool
 	addr         string
@@ -71,6 +72,7 @@ type PeerInfo struct {
 	Orgs         []string      `json:"orgs"`
 	Connected    bool          `json:"connected"`
 	Configured   bool          `json:"configured"`
+	LAN          bool          `json:"lan"`
 	Direction    string        `json:"direction,omitempty"`
 	Addr         string        `json:"addr,omitempty"`
 	Version      int           `json:"version,omitempty"`
@@ -88,7 +90,7 @@ func (m *Mesh) Peers() []PeerInfo {
 	for id, s := range m.book {
 		pi := PeerInfo{
 			ID: id.String(), Roles: slices.Clone(s.roles), Orgs: slices.Clone(s.orgs),
-			Connected: s.connected, Configured: s.configured, Addr: s.addr,
+			Connected: s.connected, Configured: s.configured, LAN: s.lan, Addr: s.addr,
 			Version: s.version, LastSeen: s.lastSeen, LastExchange: s.lastExchange,
 			Exchanges: s.exchanges, LastError: s.lastError,
 		}

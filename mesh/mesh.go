@@ -73,6 +73,9 @@ type Options struct {
 	RedialMin, RedialMax time.Duration
 	// InboxSize is how many announcements a topic buffers for its reader.
 	InboxSize int
+	// MDNS turns on LAN discovery: peers of the same network found by
+	// mDNS are connected.
+	MDNS bool
 }
 
 // DefaultOptions returns what a daemon uses.
@@ -177,6 +180,8 @@ type Mesh struct {
 	queued      map[peer.ID]bool
 	exchangesOK atomic.Uint64
 
+	mdns interface{ Close() error }
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -261,6 +266,13 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 		DisconnectedF: func(_ network.Network, c network.Conn) { m.onDisconnected(c) },
 	})
 
+	if opts.MDNS {
+		if err := m.startMDNS(); err != nil {
+			cancel()
+			_ = h.Close()
+			return nil, fmt.Errorf("mesh: start LAN discovery (mDNS): %w", err)
+		}
+	}
 	m.wg.Add(3)
 	go func() { defer m.wg.Done(); m.exchangeLoop() }()
 	go func() { defer m.wg.Done(); m.redialLoop() }()
@@ -300,6 +312,9 @@ func (m *Mesh) Close() error {
 		topics := slices.Collect(maps.Values(m.topics))
 		m.mu.Unlock()
 		var errs []error
+		if m.mdns != nil {
+			errs = append(errs, m.mdns.Close())
+		}
 		for _, t := range topics {
 			errs = append(errs, t.Close())
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -172,4 +173,65 @@ func TestParsePeerAddr(t *testing.T) {
 			t.Errorf("ParsePeerAddr(%q) accepted", s)
 		}
 	}
+}
+
+func TestLANDiscoveryConnectsPeers(t *testing.T) {
+	if !hasMulticastInterface() {
+		t.Skip("no network interface here is up with multicast: mDNS cannot run (the netns scenarios cover LAN discovery)")
+	}
+	network := fmt.Sprintf("mdns-test-%d", time.Now().UnixNano())
+	var ms []*Mesh
+	for range 3 {
+		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := New(Options{Network: network, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, MDNS: true},
+			Deps{Key: k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		if _, err := m.Join("org1"); err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, m)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok := true
+		for _, m := range ms {
+			if len(m.PeersOf("org1")) != 2 {
+				ok = false
+			}
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("LAN discovery did not connect the three peers: %+v", ms[0].Peers())
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-t.Context().Done():
+		}
+	}
+	for _, p := range ms[0].Peers() {
+		if !p.LAN {
+			t.Errorf("peer %s not marked as found on the LAN", p.ID)
+		}
+	}
+}
+
+func hasMulticastInterface() bool {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return false
+	}
+	for _, i := range ifs {
+		if i.Flags&net.FlagUp != 0 && i.Flags&net.FlagMulticast != 0 && i.Flags&net.FlagLoopback == 0 {
+			return true
+		}
+	}
+	return false
 }

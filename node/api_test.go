@@ -25,6 +25,7 @@ func startNode(t *testing.T) *Node {
 	cfg := DefaultConfig(schema.RoleVM, "C1")
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.API = "127.0.0.1:0"
+	cfg.LANDiscovery = false
 	n, err := New(t.TempDir(), cfg, Deps{})
 	if err != nil {
 		t.Fatal(err)

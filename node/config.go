@@ -64,6 +64,9 @@ type Config struct {
 	Peers []string `json:"peers,omitempty"`
 	// API is the local HTTP API's address; keep it on loopback.
 	API string `json:"api"`
+	// LANDiscovery finds and connects peers of the same network on the
+	// local network by mDNS (the VMs of a centre, with or without central).
+	LANDiscovery bool `json:"lan_discovery"`
 	// Tuning holds intervals that tests and benchmarks shorten.
 	Tuning Tuning `json:"tuning,omitzero"`
 }
@@ -84,6 +87,8 @@ func DefaultConfig(role schema.Role, orgs ...string) Config {
 		Network: "examnode",
 		Listen:  []string{"/ip4/0.0.0.0/tcp/4001"},
 		API:     DefaultAPIAddr,
+
+		LANDiscovery: true,
 	}
 }
 

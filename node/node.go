@@ -158,6 +158,7 @@ func (n *Node) Start(ctx context.Context) error {
 	mopts.Network = n.cfg.Network
 	mopts.ListenAddrs = n.cfg.Listen
 	mopts.Peers = n.cfg.Peers
+	mopts.MDNS = n.cfg.LANDiscovery
 	for _, r := range n.cfg.Roles {
 		mopts.Roles = append(mopts.Roles, string(r))
 	}

@@ -35,6 +35,7 @@ func (e *env) table(header string, rows [][]string) {
 
 func initCmd(e *env) *cobra.Command {
 	var role, network, api string
+	var lan bool
 	var orgs, listen, peers []string
 	c := &cobra.Command{
 		Use:   "init",
@@ -50,7 +51,7 @@ func initCmd(e *env) *cobra.Command {
 				return err
 			}
 			cfg := node.DefaultConfig(r, orgs...)
-			cfg.Network, cfg.API, cfg.Peers = network, api, peers
+			cfg.Network, cfg.API, cfg.Peers, cfg.LANDiscovery = network, api, peers, lan
 			if len(listen) > 0 {
 				cfg.Listen = listen
 			}
@@ -76,6 +77,7 @@ func initCmd(e *env) *cobra.Command {
 	c.Flags().StringSliceVar(&listen, "listen", nil, "libp2p listen multiaddr (default /ip4/0.0.0.0/tcp/4001)")
 	c.Flags().StringSliceVar(&peers, "peer", nil, "multiaddr of a peer to keep connected to, ending in /p2p/<id>")
 	c.Flags().StringVar(&api, "api", node.DefaultAPIAddr, "local API address (keep it on loopback)")
+	c.Flags().BoolVar(&lan, "lan-discovery", true, "find and connect peers of this network on the LAN by mDNS")
 	_ = c.MarkFlagRequired("role")
 	return c
 }

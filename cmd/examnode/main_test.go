@@ -71,7 +71,7 @@ func startDaemon(t *testing.T, dir string) {
 func TestCommandsAgainstARunningDaemon(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "vm")
 	out := mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1",
-		"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0")
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
 	if !strings.Contains(out, "peer ID: 12D3") {
 		t.Fatalf("init output lacks the peer ID:\n%s", out)
 	}
@@ -143,7 +143,7 @@ func TestCommandsAgainstARunningDaemon(t *testing.T) {
 
 func TestWrongTokenIsRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "vm")
-	mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0")
+	mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
 	startDaemon(t, dir)
 	if err := os.WriteFile(filepath.Join(dir, node.TokenFile), []byte("forged"), 0o600); err != nil {
 		t.Fatal(err)
