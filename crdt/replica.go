@@ -440,23 +440,6 @@ func (r *Replica) Count(ctx context.Context, prefix string) (int, error) {
 	return n, nil
 }
 
-// countByQuery counts through go-ds-crdt's own query (reads values).
-func (r *Replica) countByQuery(ctx context.Context, prefix string) (int, error) {
-	res, err := r.crdt.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
-	if err != nil {
-		return 0, err
-	}
-	defer res.Close()
-	n := 0
-	for e := range res.Next() {
-		if e.Error != nil {
-			return n, e.Error
-		}
-		n++
-	}
-	return n, nil
-}
-
 // Stats describes a replica's replication state.
 type Stats struct {
 	Org         string    `json:"org"`

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-datastore/query"
 	ipld "github.com/ipfs/go-ipld-format"
 	"go.uber.org/goleak"
 )
@@ -298,4 +299,21 @@ func TestCountMatchesQuery(t *testing.T) {
 	if n, _ := r.Count(ctx, "/"); n != 70 {
 		t.Fatalf("count = %d, want 70", n)
 	}
+}
+
+// countByQuery counts through go-ds-crdt's own query (reads values).
+func (r *Replica) countByQuery(ctx context.Context, prefix string) (int, error) {
+	res, err := r.crdt.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer res.Close()
+	n := 0
+	for e := range res.Next() {
+		if e.Error != nil {
+			return n, e.Error
+		}
+		n++
+	}
+	return n, nil
 }

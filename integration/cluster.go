@@ -51,6 +51,8 @@ type Spec struct {
 	Role  schema.Role
 	Orgs  []string
 	Peers []int // indexes of existing nodes to keep connected to; nil: all
+	// PeerAddrs are further peers to keep connected to, outside the cluster.
+	PeerAddrs []string
 }
 
 // Member is one node of a cluster and what it takes to restart it.
@@ -112,6 +114,7 @@ func (c *Cluster) config(m *Member) node.Config {
 			cfg.Peers = append(cfg.Peers, p.Node.Addrs()...)
 		}
 	}
+	cfg.Peers = append(cfg.Peers, m.Spec.PeerAddrs...)
 	return cfg
 }
 

@@ -83,20 +83,27 @@ func TestTenThousandRecordsConvergeWithoutTimers(t *testing.T) {
 	t.Logf("fresh peer caught up on 10,000 records in %.2fs", time.Since(joined).Seconds())
 }
 
-// Three peers writing concurrently converge, with timers an hour away.
-func TestThreeWritersConvergeWithoutTimers(t *testing.T) {
-	c := makeN(t, 3, testTuning())
+// writeOnEvery writes n records on every node of c at once and returns
+// all of them.
+func writeOnEvery(t *testing.T, c *Cluster, prefix string, n int) map[string]string {
+	t.Helper()
 	var wg sync.WaitGroup
-	parts := make([]map[string]string, 3)
-	for i := range 3 {
+	parts := make([]map[string]string, len(c.Members()))
+	for i := range parts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			parts[i] = writeConcurrently(t, c, i, fmt.Sprintf("n%d", i), 1000)
+			parts[i] = writeConcurrently(t, c, i, fmt.Sprintf("%s%d", prefix, i), n)
 		}()
 	}
 	wg.Wait()
-	waitSame(t, c, merge(parts...), time.Minute)
+	return merge(parts...)
+}
+
+// Three peers writing concurrently converge, with timers an hour away.
+func TestThreeWritersConvergeWithoutTimers(t *testing.T) {
+	c := makeN(t, 3, testTuning())
+	waitSame(t, c, writeOnEvery(t, c, "n", 1000), time.Minute)
 }
 
 // Every gossipsub announcement is dropped on purpose: heads travel only
@@ -106,17 +113,7 @@ func TestConvergesWhenEveryAnnouncementIsDropped(t *testing.T) {
 	opts := testTuning()
 	opts.DropGossip = true
 	c := makeN(t, 3, opts)
-	var wg sync.WaitGroup
-	parts := make([]map[string]string, 3)
-	for i := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			parts[i] = writeConcurrently(t, c, i, fmt.Sprintf("d%d", i), 300)
-		}()
-	}
-	wg.Wait()
-	waitSame(t, c, merge(parts...), time.Minute)
+	waitSame(t, c, writeOnEvery(t, c, "d", 300), time.Minute)
 	dropped := uint64(0)
 	for _, m := range c.Members() {
 		st, err := m.Node.Status(context.Background())

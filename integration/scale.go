@@ -130,10 +130,8 @@ func scaleOnce(ctx context.Context, opts ScaleOptions, dir string, n int) (Scale
 		Store: &crdt.StoreOptions{MemTableSize: 2 << 20}})
 	defer vms.Close()
 	for i := range n {
-		cfgPeers := st.Addrs
-		m := &Member{Spec: Spec{Name: scaleOrg(i), Role: schema.RoleVM, Orgs: []string{scaleOrg(i)}, Peers: []int{}},
-			Dir: filepath.Join(dir, "vms", scaleOrg(i)), gater: newGater()}
-		if err := vms.startWithPeers(ctx, m, cfgPeers); err != nil {
+		spec := Spec{Name: scaleOrg(i), Role: schema.RoleVM, Orgs: []string{scaleOrg(i)}, Peers: []int{}, PeerAddrs: st.Addrs}
+		if _, err := vms.Add(ctx, spec); err != nil {
 			return res, err
 		}
 	}
@@ -199,27 +197,6 @@ func scaleOnce(ctx context.Context, opts ScaleOptions, dir string, n int) (Scale
 		res.Goroutines = st.Goroutines
 	}
 	return res, nil
-}
-
-// startWithPeers starts m with explicit peer addresses (outside the cluster).
-func (c *Cluster) startWithPeers(ctx context.Context, m *Member, peers []string) error {
-	c.mu.Lock()
-	c.members = append(c.members, m)
-	c.mu.Unlock()
-	cfg := node.DefaultConfig(m.Spec.Role, m.Spec.Orgs...)
-	cfg.Network, cfg.Listen, cfg.API, cfg.Peers = c.opts.Network, []string{"/ip4/127.0.0.1/tcp/0"}, c.opts.API, peers
-	cfg.LANDiscovery = false
-	n, err := node.New(m.Dir, cfg, node.Deps{Gater: m.gater, StoreOptions: c.opts.Store})
-	if err != nil {
-		return err
-	}
-	if err := n.Start(ctx); err != nil {
-		return errors.Join(err, n.Close())
-	}
-	c.mu.Lock()
-	m.Node, m.ID = n, n.ID()
-	c.mu.Unlock()
-	return nil
 }
 
 func waitAPI(ctx context.Context, dir string, logs *bytes.Buffer) (*node.Client, error) {
