@@ -3,8 +3,10 @@ package bench
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -25,6 +27,43 @@ type Report struct {
 	Stacks    []string  `json:"stacks"`
 	Workloads []string  `json:"workloads"`
 	Runs      []Result  `json:"runs"`
+	// Adopted names the stacks whose runs were taken from an earlier
+	// report (see Adopt), with the time that report started.
+	Adopted map[string]time.Time `json:"adopted,omitempty"`
+}
+
+// ErrParamsDiffer is returned by Adopt for a report of other parameters.
+var ErrParamsDiffer = errors.New("bench: the earlier report was measured with other parameters")
+
+// Adopt copies the runs of stack from an earlier report prev into r, so a
+// stack that takes long to measure (raw go-ds-crdt waits minutes on its
+// timers) need not be measured again while another stack changes. The
+// report says which figures were adopted, and from when. prev must have
+// been measured with the same workload parameters.
+func (r *Report) Adopt(prev *Report, stack string) error {
+	a, b := r.Params, prev.Params
+	if a.Records != b.Records || a.ValueSize != b.ValueSize || a.Writers != b.Writers ||
+		a.BatchSize != b.BatchSize || a.PerNode != b.PerNode {
+		return fmt.Errorf("%w: %+v, now %+v", ErrParamsDiffer, b, a)
+	}
+	n := 0
+	for _, run := range prev.Runs {
+		if run.Stack == stack && slices.Contains(r.Workloads, run.Workload) {
+			r.Runs = append(r.Runs, run)
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("bench: the earlier report has no runs of %q for these workloads", stack)
+	}
+	if !slices.Contains(r.Stacks, stack) {
+		r.Stacks = append([]string{stack}, r.Stacks...)
+	}
+	if r.Adopted == nil {
+		r.Adopted = map[string]time.Time{}
+	}
+	r.Adopted[stack] = prev.Started
+	return nil
 }
 
 // Machine describes where a report was measured.
@@ -247,6 +286,10 @@ func (r *Report) writeHeader(b *strings.Builder, command string) {
 		formatNumber(float64(p.Records)), formatNumber(float64(p.ValueSize)), p.Writers, p.BatchSize,
 		formatNumber(float64(p.PerNode)), p.Timeout, r.Repeat)
 	fmt.Fprintf(b, "Stacks: %s. Each node is a libp2p host on 127.0.0.1 with its own data directory.", codeList(r.Stacks))
+	for _, st := range slices.Sorted(maps.Keys(r.Adopted)) {
+		fmt.Fprintf(b, " The figures of `%s` are adopted from the run that started %s with the same parameters (`--baseline-from`), not measured again in this one.",
+			st, r.Adopted[st].UTC().Format("2006-01-02 15:04 MST"))
+	}
 	if slices.Contains(r.Stacks, Baseline) {
 		fmt.Fprintf(b, " `%s` is go-ds-crdt used as its README shows, with `crdt.DefaultOptions()` "+
 			"(heads rebroadcast every minute), gossipsub, bitswap and badger v4 with default options.", Baseline)

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -99,5 +100,37 @@ func TestFormatNumber(t *testing.T) {
 		if got := formatNumber(v); got != want {
 			t.Errorf("formatNumber(%v) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+func TestAdoptBaselineFromEarlierReport(t *testing.T) {
+	prev := sampleReport()
+	now := sampleReport()
+	now.Started = prev.Started.Add(time.Hour)
+	now.Stacks = []string{"examnode"}
+	var runs []Result
+	for _, r := range now.Runs {
+		if r.Stack == "examnode" {
+			runs = append(runs, r)
+		}
+	}
+	now.Runs = runs
+	if err := now.Adopt(prev, Baseline); err != nil {
+		t.Fatal(err)
+	}
+	if now.Stacks[0] != Baseline || len(now.Runs) != len(prev.Runs) {
+		t.Fatalf("after Adopt: stacks %v, %d runs; want raw first and %d runs", now.Stacks, len(now.Runs), len(prev.Runs))
+	}
+	var b bytes.Buffer
+	if err := now.Markdown(&b, "examnode bench --baseline-from BENCHMARKS.json"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "adopted from the run that started 2026-01-02 03:04 UTC") {
+		t.Fatalf("report does not say the baseline was adopted:\n%s", b.String())
+	}
+	other := sampleReport()
+	other.Params.Records = 5
+	if err := now.Adopt(other, Baseline); !errors.Is(err, ErrParamsDiffer) {
+		t.Fatalf("adopting from other parameters: %v, want ErrParamsDiffer", err)
 	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,6 +25,7 @@ func addBenchCmds(root *cobra.Command, e *env) {
 	var out string
 	var scale []int
 	var scaleIdle time.Duration
+	var baselineFrom string
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure examnode against raw go-ds-crdt on the same workloads; write BENCHMARKS.md",
@@ -35,7 +39,8 @@ Raw go-ds-crdt with default options takes minutes on the larger workloads (that
 is the point); a full run takes about half an hour.`,
 		Example: `  examnode bench                                   # everything, writes BENCHMARKS.md
   examnode bench --records 1000 --scale 10 --out /tmp/b.md   # a quick look
-  examnode bench --stacks examnode --workloads catchup-fresh --records 100000`,
+  examnode bench --stacks examnode --workloads catchup-fresh --records 100000
+  examnode bench --baseline-from BENCHMARKS.json     # re-measure examnode only`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			exe, err := os.Executable()
 			if err != nil {
@@ -43,9 +48,23 @@ is the point); a full run takes about half an hour.`,
 			}
 			opts.Command = []string{exe, "bench-child"}
 			opts.Progress = e.stderr
+			var prev *bench.Report
+			if baselineFrom != "" {
+				if prev, err = readReport(baselineFrom); err != nil {
+					return err
+				}
+				if len(opts.Stacks) == 0 {
+					opts.Stacks = slices.DeleteFunc(bench.Stacks(), func(s string) bool { return s == bench.Baseline })
+				}
+			}
 			rep, err := bench.Run(cmd.Context(), opts)
 			if err != nil {
 				return err
+			}
+			if prev != nil {
+				if err := rep.Adopt(prev, bench.Baseline); err != nil {
+					return err
+				}
 			}
 			var md bytes.Buffer
 			if err := rep.Markdown(&md, "examnode "+strings.Join(os.Args[1:], " ")); err != nil {
@@ -70,7 +89,16 @@ is the point); a full run takes about half an hour.`,
 			if err := os.WriteFile(out, md.Bytes(), 0o644); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "wrote %s\n", out)
+			// The JSON beside the report lets a later run adopt its baseline.
+			js := strings.TrimSuffix(out, filepath.Ext(out)) + ".json"
+			var jb bytes.Buffer
+			if err := rep.JSON(&jb); err != nil {
+				return err
+			}
+			if err := os.WriteFile(js, jb.Bytes(), 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "wrote %s and %s\n", out, js)
 			return nil
 		},
 	}
@@ -85,6 +113,7 @@ is the point); a full run takes about half an hour.`,
 	f.StringVar(&out, "out", "BENCHMARKS.md", "where to write the report ('-' for stdout)")
 	f.IntSliceVar(&scale, "scale", []int{10, 50, 200}, "organisation counts for the central-scale measurement (0 to skip)")
 	f.DurationVar(&scaleIdle, "scale-idle", 30*time.Second, "how long idle CPU is sampled at each scale")
+	f.StringVar(&baselineFrom, "baseline-from", "", "adopt raw go-ds-crdt's figures from this earlier report's JSON instead of measuring them again")
 	root.AddCommand(c)
 
 	root.AddCommand(&cobra.Command{
@@ -96,6 +125,18 @@ is the point); a full run takes about half an hour.`,
 			return bench.RunChild(cmd.Context(), args, e.stdout)
 		},
 	})
+}
+
+func readReport(path string) (*bench.Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r bench.Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s is not a bench report's JSON: %w", path, err)
+	}
+	return &r, nil
 }
 
 func writeScale(md *bytes.Buffer, rs []integration.ScaleResult, idle time.Duration) {
