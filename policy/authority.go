@@ -113,9 +113,10 @@ type Trust struct {
 	Network string
 	// Authority is the public key of the network authority.
 	Authority AuthorityKey
-	// ClockSkew widens validity windows by this much at both ends, lets
-	// records be signed up to this far in this node's future, and makes
-	// revocations take effect this much earlier. 0 is exact.
+	// ClockSkew is how far in this node's future a record may be signed
+	// (writers' clocks run ahead); CheckSigned refuses records signed
+	// later. Validity windows and revocations are applied exactly, by
+	// every function, so that Check and MayConnect always agree.
 	ClockSkew time.Duration
 }
 

@@ -54,6 +54,9 @@ var (
 	// serial does not match the membership it is checked against, or a key
 	// signing for another peer's membership.
 	ErrMembershipMismatch = errors.New("policy: record does not match its membership")
+	// ErrMisplaced: a signed record arriving at another key or organisation
+	// than its own.
+	ErrMisplaced = errors.New("policy: record at the wrong key")
 	// ErrFuture: a record signed after this node's time (beyond the clock
 	// skew allowed).
 	ErrFuture = errors.New("policy: signed in the future")

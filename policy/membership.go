@@ -260,8 +260,7 @@ func (m Membership) Describe() string {
 // (ErrUnsupportedVersion), the rules Grant enforces (ErrInvalid), the
 // signature over exactly the statement (ErrBadSignature: forged, or a field
 // altered after signing), the network (ErrWrongNetwork) and the validity
-// window NotBefore ≤ now < Expires, widened by trust.ClockSkew
-// (ErrNotYetValid, ErrExpired). It does not consult revocations: Check
+// window NotBefore ≤ now < Expires (ErrNotYetValid, ErrExpired). It does not consult revocations: Check
 // does.
 func Verify(m Membership, trust Trust, now time.Time) error {
 	if err := trust.check(); err != nil {
@@ -278,15 +277,15 @@ func Verify(m Membership, trust Trust, now time.Time) error {
 		return fmt.Errorf("%w: membership %s of peer %s is for network %q, but this node is in network %q; grant it with --network %s",
 			ErrWrongNetwork, m.Serial, m.Peer, m.Network, trust.Network, trust.Network)
 	}
-	return m.window(trust, now)
+	return m.window(now)
 }
 
-func (m Membership) window(trust Trust, now time.Time) error {
-	if now.Add(trust.ClockSkew).Before(m.NotBefore) {
+func (m Membership) window(now time.Time) error {
+	if now.Before(m.NotBefore) {
 		return fmt.Errorf("%w: membership %s of peer %s is valid from %s, and it is %s; wait, or check this node's clock",
 			ErrNotYetValid, m.Serial, m.Peer, m.NotBefore.Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
-	if !now.Add(-trust.ClockSkew).Before(m.Expires) {
+	if !now.Before(m.Expires) {
 		return fmt.Errorf("%w: membership %s of peer %s expired at %s; renew it: run `%s` on the central host",
 			ErrExpired, m.Serial, m.Peer, m.Expires.Format(time.RFC3339), m.grantCommand(""))
 	}

@@ -251,18 +251,18 @@ func (s RevocationSet) Lookup(m Membership) (Revocation, bool) {
 // Check is the full validity decision for a membership at time now:
 // Verify (signature, version, network, validity window), then revocation:
 // a membership with a revocation in revs whose RevokedAt is not after now
-// (less trust.ClockSkew earlier) is refused with ErrRevoked. revs holds
+// is refused with ErrRevoked. revs holds
 // only verified revocations, so Check does not verify them again.
 func Check(m Membership, revs RevocationSet, trust Trust, now time.Time) error {
 	if err := Verify(m, trust, now); err != nil {
 		return err
 	}
-	if r, ok := revs.Lookup(m); ok && !r.RevokedAt.After(now.Add(trust.ClockSkew)) {
+	if r, ok := revs.Lookup(m); ok && !r.RevokedAt.After(now) {
 		reason := ""
 		if r.Reason != "" {
 			reason = fmt.Sprintf(" (%s)", r.Reason)
 		}
-		return fmt.Errorf("%w: membership %s of peer %s was revoked from %s%s; the peer needs a new grant: `%s` on the central host",
+		return fmt.Errorf("%w: membership %s of peer %s was revoked from %s%s; if it should still be a member, grant it again: run `%s` on the central host",
 			ErrRevoked, m.Serial, m.Peer, r.RevokedAt.Format(time.RFC3339), reason, m.grantCommand(""))
 	}
 	return nil

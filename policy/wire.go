@@ -62,11 +62,11 @@ func ParseSerial(text string) (Serial, error) {
 
 type encoder struct{ b []byte }
 
-func (e *encoder) raw(p []byte)    { e.b = append(e.b, p...) }
-func (e *encoder) u8(v uint8)      { e.b = append(e.b, v) }
-func (e *encoder) u16(v uint16)    { e.b = binary.BigEndian.AppendUint16(e.b, v) }
-func (e *encoder) u32(v uint32)    { e.b = binary.BigEndian.AppendUint32(e.b, v) }
-func (e *encoder) u64(v uint64)    { e.b = binary.BigEndian.AppendUint64(e.b, v) }
+func (e *encoder) raw(p []byte)     { e.b = append(e.b, p...) }
+func (e *encoder) u8(v uint8)       { e.b = append(e.b, v) }
+func (e *encoder) u16(v uint16)     { e.b = binary.BigEndian.AppendUint16(e.b, v) }
+func (e *encoder) u32(v uint32)     { e.b = binary.BigEndian.AppendUint32(e.b, v) }
+func (e *encoder) u64(v uint64)     { e.b = binary.BigEndian.AppendUint64(e.b, v) }
 func (e *encoder) time(t time.Time) { e.u64(uint64(t.UnixNano())) }
 
 // str writes a uint16 length and the bytes. Values longer than the format
@@ -333,10 +333,3 @@ func checkTime(field string, t time.Time) error {
 
 // utc drops the monotonic reading and the location, as a decoder would.
 func utc(t time.Time) time.Time { return t.Round(0).UTC() }
-
-func short(id string) string {
-	if len(id) > 16 {
-		return id[:16] + "…"
-	}
-	return id
-}
