@@ -58,6 +58,35 @@ func statusOf(err error) (int, string) {
 		return http.StatusServiceUnavailable, "closing"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return http.StatusServiceUnavailable, "timeout"
+	// The schema's refusals (record routes).
+	case errors.Is(err, schema.ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, schema.ErrMalformed):
+		return http.StatusBadRequest, "invalid_json"
+	case errors.Is(err, schema.ErrUnsupportedVersion):
+		return http.StatusBadRequest, "unsupported_version"
+	case errors.Is(err, schema.ErrUnknownKind):
+		return http.StatusNotFound, "unknown_kind"
+	case errors.Is(err, schema.ErrForbiddenProperty):
+		return http.StatusBadRequest, "forbidden_property"
+	case errors.Is(err, schema.ErrRoleMayNotWrite):
+		return http.StatusForbidden, "role_may_not_write"
+	case errors.Is(err, schema.ErrNotDeletable):
+		return http.StatusForbidden, "not_deletable"
+	case errors.Is(err, schema.ErrNotEligible):
+		return http.StatusForbidden, "not_eligible"
+	case errors.Is(err, schema.ErrAppendOnly):
+		return http.StatusConflict, "append_only"
+	case errors.Is(err, schema.ErrReactivateInPlace):
+		return http.StatusConflict, "reactivate_in_place"
+	case errors.Is(err, schema.ErrNotFinished):
+		return http.StatusConflict, "not_finished"
+	case errors.Is(err, errNoExecution):
+		return http.StatusConflict, "no_execution"
+	case errors.Is(err, schema.ErrExecutionMismatch):
+		return http.StatusBadRequest, "execution_mismatch"
+	case errors.Is(err, schema.ErrInvalid), errors.Is(err, schema.ErrBadKey):
+		return http.StatusBadRequest, "invalid"
 	}
 	return http.StatusInternalServerError, "internal"
 }
@@ -72,6 +101,13 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/orgs/{org}/raw/{key...}", n.handleGet)
 	mux.HandleFunc("PUT /v1/orgs/{org}/raw/{key...}", n.handlePut)
 	mux.HandleFunc("DELETE /v1/orgs/{org}/raw/{key...}", n.handleDelete)
+	// Record routes and the change feed (records.go, feed.go). The literal
+	// "raw" and "changes" take precedence over {kind}.
+	mux.HandleFunc("GET /v1/orgs/{org}/changes", n.handleChanges)
+	mux.HandleFunc("GET /v1/orgs/{org}/{kind}", n.handleRecordList)
+	mux.HandleFunc("GET /v1/orgs/{org}/{kind}/{id...}", n.handleRecordGet)
+	mux.HandleFunc("PUT /v1/orgs/{org}/{kind}/{id...}", n.handleRecordPut)
+	mux.HandleFunc("DELETE /v1/orgs/{org}/{kind}/{id...}", n.handleRecordDelete)
 	return n.auth(mux)
 }
 

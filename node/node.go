@@ -14,7 +14,9 @@
 //  1. the API stops taking requests;
 //  2. every organisation's topic closes, so go-ds-crdt's broadcaster
 //     reader returns (a replica's Close waits for it);
-//  3. every replica closes, committing writes already queued;
+//  3. every replica closes, committing writes already queued; then the
+//     change feed writes what the replicas' hooks queued and marks the
+//     shutdown clean (see feed.go);
 //  4. bitswap, then the libp2p host, close;
 //  5. the badger database closes last.
 //
@@ -101,6 +103,8 @@ type Node struct {
 	cancel context.CancelFunc
 
 	pulls, pulledBlocks, pullErrors atomic.Uint64
+
+	feed *feed // the change feed (feed.go); opened by Start, closed after the replicas
 
 	api   *http.Server
 	apiLn net.Listener
@@ -192,6 +196,14 @@ func (n *Node) Start(ctx context.Context) error {
 	n.mu.Unlock()
 	m.Host().SetStreamHandler(pullProtocol, n.servePull)
 
+	f, err := openFeed(ctx, n.store, n.now, n.log)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.feed = f
+	n.mu.Unlock()
+
 	orgs, err := n.knownOrgs(ctx)
 	if err != nil {
 		return err
@@ -273,6 +285,10 @@ func (n *Node) openOrg(org string) (*orgReplica, error) {
 		ropts.RebroadcastInterval = time.Duration(t)
 	}
 	ropts.GroupWindow = time.Duration(n.cfg.Tuning.GroupWindow)
+	if ropts.OnPut, ropts.OnDelete, err = n.feed.hooks(org); err != nil {
+		_ = topic.Close()
+		return nil, err
+	}
 	rep, err := crdt.NewReplica(ropts, crdt.Deps{
 		Store: n.store, DAG: n.dag, Broadcaster: topic, Logger: n.log,
 	})
@@ -379,13 +395,16 @@ func (n *Node) Close() error {
 		}
 		n.mu.Lock()
 		n.closed = true
-		orgs := n.orgs
+		orgs, feed := n.orgs, n.feed
 		n.mu.Unlock()
 		for _, o := range orgs {
 			errs = append(errs, o.topic.Close())
 		}
 		for _, o := range orgs {
 			errs = append(errs, o.replica.Close())
+		}
+		if feed != nil {
+			errs = append(errs, feed.close())
 		}
 		if n.bswap != nil {
 			errs = append(errs, n.bswap.Close())

@@ -74,6 +74,7 @@ Start here:
 	root.AddCommand(
 		initCmd(e), runCmd(e), statusCmd(e), peersCmd(e), syncCmd(e),
 		putCmd(e), getCmd(e), lsCmd(e), rmCmd(e), demoCmd(e),
+		recordsCmd(e), changesCmd(e),
 	)
 	addBenchCmds(root, e)
 	return root

@@ -1,0 +1,452 @@
+package node
+
+// The record routes of the local API: typed, validated records of the
+// schema package, for exam platforms. The raw routes (/raw/...) remain a
+// debugging aid; they take precedence over these because "raw" is a
+// literal where these have {kind}.
+//
+//	PUT    /v1/orgs/{org}/{kind}/{id}   body: the record's body; answered once durable
+//	GET    /v1/orgs/{org}/{kind}/{id}   the record (envelope + body)
+//	DELETE /v1/orgs/{org}/{kind}/{id}   only deletable kinds, by their writer role
+//	GET    /v1/orgs/{org}/{kind}        list: limit, offset, and filters
+//
+// The {id} pattern is registered as {id...}: a plain {id} would conflict
+// with the raw routes' /raw/{key...} in Go's ServeMux (each matches paths
+// the other does not), and it panics on such conflicts. IDs never contain
+// '/', so the handler refuses one that does.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/schema"
+)
+
+// Record list limits.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// recordError is the body of every error answer of the record and feed
+// routes: the message, a stable code, and where it applies the field and
+// the rule that the input broke.
+type recordError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	Field string `json:"field,omitempty"`
+	Rule  string `json:"rule,omitempty"`
+}
+
+func writeRecordErr(w http.ResponseWriter, status int, code, field, rule string, err error) {
+	writeJSON(w, status, recordError{Error: err.Error(), Code: code, Field: field, Rule: rule})
+}
+
+// writeRecordError answers err with its status, code, field and rule.
+func (n *Node) writeRecordError(w http.ResponseWriter, err error) {
+	status, code := statusOf(err)
+	var field, rule string
+	var ve *schema.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		field, rule = ve.Field, ve.Rule
+	case errors.Is(err, ErrUnknownOrg):
+		field = "org"
+	case errors.Is(err, schema.ErrUnknownKind), errors.Is(err, schema.ErrRoleMayNotWrite), errors.Is(err, schema.ErrNotDeletable):
+		field = "kind"
+	case errors.Is(err, schema.ErrAppendOnly), errors.Is(err, crdt.ErrNotFound):
+		field = "id"
+	case errors.Is(err, schema.ErrUnsupportedVersion):
+		field = "schema"
+	case errors.Is(err, schema.ErrNotFinished), errors.Is(err, schema.ErrExecutionMismatch), errors.Is(err, errNoExecution):
+		field = "body.execution"
+	case errors.Is(err, schema.ErrNotEligible):
+		field = "body.test_taker"
+	case errors.Is(err, schema.ErrReactivateInPlace):
+		field = "body.state"
+	case errors.Is(err, schema.ErrMalformed), errors.Is(err, schema.ErrTooLarge):
+		field = "body"
+	}
+	writeRecordErr(w, status, code, field, rule, err)
+}
+
+var errNoExecution = errors.New("node: no such execution")
+
+// Write outcomes in answers (schema.Outcome's names, plus delete).
+const OutcomeDelete = "delete"
+
+// RecordResult answers a record write or delete.
+type RecordResult struct {
+	Org     string `json:"org"`
+	Kind    string `json:"kind"`
+	ID      string `json:"id"`
+	Durable bool   `json:"durable"`
+	Outcome string `json:"outcome"` // create, replace, no-op or delete
+	NoOp    bool   `json:"noop,omitempty"`
+}
+
+// RecordList is one page of a record listing.
+type RecordList struct {
+	Records []schema.Record `json:"records"`
+	Offset  int             `json:"offset"`
+	Limit   int             `json:"limit"`
+	More    bool            `json:"more"` // another page follows
+}
+
+// filters lists the list filters each kind supports: a filter matches a
+// body property of that name, or an array property of that name plus "s"
+// that contains the value (eligibilities' test_takers).
+var filters = map[schema.Kind][]string{
+	schema.KindExecutions:    {"test_taker", "delivery", "state"},
+	schema.KindEligibilities: {"test_taker", "delivery"},
+	schema.KindResults:       {"execution"},
+	schema.KindResultLogs:    {"execution"},
+	schema.KindBundles:       {"execution"},
+}
+
+var allFilters = []string{"test_taker", "delivery", "state", "execution"}
+
+// keyLocks serialises the read-check-write of one key, so that two
+// concurrent writes to an append-only record cannot both pass CheckWrite.
+// (Writes arriving from other peers are the CRDT's to merge; keys are laid
+// out so that concurrent writers rarely share one.)
+type keyLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int
+}
+
+var recordLocks = keyLocks{locks: map[string]*keyLock{}}
+
+func (k *keyLocks) lock(key string) func() {
+	k.mu.Lock()
+	l := k.locks[key]
+	if l == nil {
+		l = &keyLock{}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
+
+// recordTarget resolves {org}, {kind} and, if withID, {id...}.
+func (n *Node) recordTarget(r *http.Request, withID bool) (*crdt.Replica, schema.Kind, string, error) {
+	org := r.PathValue("org")
+	if err := schema.ValidateOrgID(org); err != nil {
+		return nil, "", "", err
+	}
+	rep, err := n.Replica(org)
+	if err != nil {
+		return nil, "", "", err
+	}
+	kind, err := schema.ParseKind(r.PathValue("kind"))
+	if err != nil {
+		return nil, "", "", err
+	}
+	var id string
+	if withID {
+		id = r.PathValue("id")
+		if err := schema.ValidateID(id); err != nil {
+			return nil, "", "", err
+		}
+	}
+	return rep, kind, id, nil
+}
+
+// canWrite is nil if one of the node's roles writes kind.
+func (n *Node) canWrite(kind schema.Kind, check func(schema.Role, schema.Kind) error) error {
+	var first error
+	for _, role := range n.cfg.Roles {
+		err := check(role, kind)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	if first == nil {
+		first = fmt.Errorf("%w: this node has no role", schema.ErrRoleMayNotWrite)
+	}
+	return first
+}
+
+func (n *Node) handleRecordPut(w http.ResponseWriter, r *http.Request) {
+	res, err := n.putRecord(r)
+	if err != nil {
+		n.writeRecordError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (n *Node) putRecord(r *http.Request) (RecordResult, error) {
+	ctx := r.Context()
+	rep, kind, id, err := n.recordTarget(r, true)
+	if err != nil {
+		return RecordResult{}, err
+	}
+	org := rep.Org()
+	if err := n.canWrite(kind, schema.CanWrite); err != nil {
+		return RecordResult{}, err
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, schema.MaxRecordSize+1))
+	if err != nil {
+		return RecordResult{}, fmt.Errorf("%w: reading the body: %v", schema.ErrMalformed, err)
+	}
+	if len(body) > schema.MaxRecordSize {
+		return RecordResult{}, fmt.Errorf("%w: the body is over %d bytes: put bulk data in a bundle or blob", schema.ErrTooLarge, schema.MaxRecordSize)
+	}
+	next := schema.Record{Schema: schema.CurrentVersion, Kind: kind, ID: id, Org: org, Body: body}
+	enc, err := schema.Encode(next)
+	if err != nil {
+		return RecordResult{}, err
+	}
+	if next, err = schema.Decode(enc); err != nil {
+		return RecordResult{}, err
+	}
+	key := schema.Key(kind, id)
+	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, org, key))
+	defer unlock()
+	prev, err := getRecord(ctx, rep, key)
+	if err != nil && !errors.Is(err, crdt.ErrNotFound) {
+		return RecordResult{}, err
+	}
+	outcome, err := schema.CheckWrite(prev, next)
+	if err != nil {
+		return RecordResult{}, err
+	}
+	res := RecordResult{Org: org, Kind: string(kind), ID: id, Durable: true, Outcome: outcome.String()}
+	if outcome == schema.OutcomeNoOp {
+		// Already stored (perhaps only replicated, not yet fsynced here).
+		res.NoOp = true
+		return res, n.store.Sync(ctx)
+	}
+	if err := n.checkRules(ctx, rep, next, outcome); err != nil {
+		return RecordResult{}, err
+	}
+	if err := rep.Put(ctx, key, enc); err != nil {
+		return RecordResult{}, err
+	}
+	return res, nil
+}
+
+// checkRules enforces the rules that need other records: a result needs
+// its execution, finished; a new execution on a VM needs an eligibility of
+// its test-taker for its delivery in the organisation (checked when the
+// execution is created, so that an eligibility withdrawn mid-exam does not
+// stop the session being finished).
+func (n *Node) checkRules(ctx context.Context, rep *crdt.Replica, rec schema.Record, outcome schema.Outcome) error {
+	b, err := rec.DecodeBody()
+	if err != nil {
+		return err
+	}
+	switch body := b.(type) {
+	case schema.Result:
+		exec, err := getRecord(ctx, rep, schema.Key(schema.KindExecutions, body.Execution))
+		if errors.Is(err, crdt.ErrNotFound) {
+			return fmt.Errorf("%w: execution %q is not stored in %s: write the execution first, then its result", errNoExecution, body.Execution, rec.Org)
+		}
+		if err != nil {
+			return err
+		}
+		return schema.CheckResult(*exec, rec)
+	case schema.Execution:
+		if outcome != schema.OutcomeCreate || !n.cfg.Has(schema.RoleVM) {
+			return nil
+		}
+		els, err := listRecords(ctx, rep, schema.KindEligibilities)
+		if err != nil {
+			return err
+		}
+		return schema.CheckEligible(rec.Org, body.TestTaker, body.Delivery, els)
+	}
+	return nil
+}
+
+// getRecord reads and decodes the record at key.
+func getRecord(ctx context.Context, rep *crdt.Replica, key string) (*schema.Record, error) {
+	v, err := rep.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := schema.Decode(v)
+	if err != nil {
+		return nil, fmt.Errorf("node: stored record %s in %s does not decode: %w", key, rep.Org(), err)
+	}
+	return &rec, nil
+}
+
+// listRecords returns every decodable record of kind (others are skipped:
+// the raw routes can store anything).
+func listRecords(ctx context.Context, rep *crdt.Replica, kind schema.Kind) ([]schema.Record, error) {
+	entries, err := rep.List(ctx, "/"+string(kind), false, 0, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]schema.Record, 0, len(entries))
+	for _, e := range entries {
+		if rec, err := schema.Decode(e.Value); err == nil && rec.Kind == kind {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+func (n *Node) handleRecordGet(w http.ResponseWriter, r *http.Request) {
+	rep, kind, id, err := n.recordTarget(r, true)
+	if err != nil {
+		n.writeRecordError(w, err)
+		return
+	}
+	rec, err := getRecord(r.Context(), rep, schema.Key(kind, id))
+	if err != nil {
+		n.writeRecordError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (n *Node) handleRecordDelete(w http.ResponseWriter, r *http.Request) {
+	rep, kind, id, err := n.recordTarget(r, true)
+	if err == nil {
+		err = n.canWrite(kind, schema.CanDelete)
+	}
+	if err != nil {
+		n.writeRecordError(w, err)
+		return
+	}
+	key := schema.Key(kind, id)
+	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, rep.Org(), key))
+	defer unlock()
+	if _, err := rep.Get(r.Context(), key); err != nil {
+		n.writeRecordError(w, err)
+		return
+	}
+	if err := rep.Delete(r.Context(), key); err != nil {
+		n.writeRecordError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, RecordResult{Org: rep.Org(), Kind: string(kind), ID: id, Durable: true, Outcome: OutcomeDelete})
+}
+
+func (n *Node) handleRecordList(w http.ResponseWriter, r *http.Request) {
+	rep, kind, _, err := n.recordTarget(r, false)
+	if err != nil {
+		n.writeRecordError(w, err)
+		return
+	}
+	q := r.URL.Query()
+	offset, limit := 0, DefaultListLimit
+	if s := q.Get("offset"); s != "" {
+		if offset, err = strconv.Atoi(s); err != nil || offset < 0 {
+			writeRecordErr(w, http.StatusBadRequest, "invalid", "offset", "range", errors.New("offset must be a whole number, 0 or more"))
+			return
+		}
+	}
+	if s := q.Get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > MaxListLimit {
+			writeRecordErr(w, http.StatusBadRequest, "invalid", "limit", "range", fmt.Errorf("limit must be a whole number from 1 to %d", MaxListLimit))
+			return
+		}
+	}
+	want := map[string]string{}
+	for _, f := range allFilters {
+		v := q.Get(f)
+		if v == "" {
+			continue
+		}
+		if !slices.Contains(filters[kind], f) {
+			supported := "none"
+			if len(filters[kind]) > 0 {
+				supported = strings.Join(filters[kind], ", ")
+			}
+			writeRecordErr(w, http.StatusBadRequest, "invalid", f, "filter",
+				fmt.Errorf("%s records cannot be filtered by %s (filters for %s: %s)", kind, f, kind, supported))
+			return
+		}
+		want[f] = v
+	}
+	out := RecordList{Records: []schema.Record{}, Offset: offset, Limit: limit}
+	if len(want) == 0 {
+		// Paging goes down to the store; one more tells whether a page follows.
+		entries, err := rep.List(r.Context(), "/"+string(kind), false, offset, limit+1)
+		if err != nil {
+			n.writeRecordError(w, err)
+			return
+		}
+		for _, e := range entries {
+			if rec, err := schema.Decode(e.Value); err == nil && rec.Kind == kind {
+				out.Records = append(out.Records, rec)
+			}
+		}
+	} else {
+		all, err := listRecords(r.Context(), rep, kind)
+		if err != nil {
+			n.writeRecordError(w, err)
+			return
+		}
+		skipped := 0
+		for _, rec := range all {
+			if !matches(rec, want) {
+				continue
+			}
+			if skipped < offset {
+				skipped++
+				continue
+			}
+			out.Records = append(out.Records, rec)
+			if len(out.Records) > limit {
+				break
+			}
+		}
+	}
+	if len(out.Records) > limit {
+		out.Records, out.More = out.Records[:limit], true
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// matches reports whether rec's body has every wanted property value (or,
+// for an array property named <filter>s, contains it).
+func matches(rec schema.Record, want map[string]string) bool {
+	var body map[string]any
+	if json.Unmarshal(rec.Body, &body) != nil {
+		return false
+	}
+	for f, v := range want {
+		if s, ok := body[f].(string); ok {
+			if s != v {
+				return false
+			}
+			continue
+		}
+		arr, _ := body[f+"s"].([]any)
+		if !slices.Contains(arr, any(v)) {
+			return false
+		}
+	}
+	return true
+}
