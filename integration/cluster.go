@@ -22,7 +22,9 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/node"
+	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -43,6 +45,11 @@ type Options struct {
 	DropGossip bool
 	// Store overrides the nodes' badger options.
 	Store *crdt.StoreOptions
+	// Authority, if set, gates the cluster: every node is configured with
+	// its public key and a membership it grants from the node's Spec
+	// (central and archive: every organisation; vm: its Orgs), valid for a
+	// day. Nil: the nodes run open.
+	Authority *policy.Authority
 }
 
 // Spec describes one node of a cluster.
@@ -53,6 +60,10 @@ type Spec struct {
 	Peers []int // indexes of existing nodes to keep connected to; nil: all
 	// PeerAddrs are further peers to keep connected to, outside the cluster.
 	PeerAddrs []string
+	// Stranger, in a cluster with an Authority, makes this node run open
+	// and without a membership: a machine that reaches the mesh but was
+	// never granted.
+	Stranger bool
 }
 
 // Member is one node of a cluster and what it takes to restart it.
@@ -122,6 +133,9 @@ func (c *Cluster) start(ctx context.Context, m *Member) error {
 	c.mu.Lock()
 	cfg := c.config(m)
 	c.mu.Unlock()
+	if err := c.grant(m, &cfg); err != nil {
+		return err
+	}
 	logger := c.opts.Logger
 	if logger != nil {
 		logger = logger.With("node", m.Spec.Name)
@@ -140,6 +154,35 @@ func (c *Cluster) start(ctx context.Context, m *Member) error {
 	c.mu.Lock()
 	m.Node, m.ID = n, n.ID()
 	c.mu.Unlock()
+	return nil
+}
+
+// grant configures a gated cluster's node with the authority's key and a
+// membership for its identity (created here if new).
+func (c *Cluster) grant(m *Member, cfg *node.Config) error {
+	a := c.opts.Authority
+	if a == nil || m.Spec.Stranger {
+		return nil
+	}
+	key, err := mesh.LoadOrCreateKey(filepath.Join(m.Dir, node.IdentityFile))
+	if err != nil {
+		return err
+	}
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	req := policy.GrantRequest{Network: cfg.Network, Peer: id.String(), Role: m.Spec.Role, Orgs: m.Spec.Orgs}
+	if m.Spec.Role != schema.RoleVM {
+		req.Orgs, req.AllOrgs = nil, true
+	}
+	now := time.Now()
+	req.NotBefore, req.Expires = now.Add(-time.Minute), now.Add(24*time.Hour)
+	mb, err := a.Grant(req, now)
+	if err != nil {
+		return err
+	}
+	cfg.Authority, cfg.Membership = a.Public().String(), mb.String()
 	return nil
 }
 

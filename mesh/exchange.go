@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/examnode/examnode/policy"
 )
 
 // syncProtocol is the direct heads exchange. It runs when two peers
@@ -42,6 +44,9 @@ type hello struct {
 	Orgs    []string          `json:"orgs,omitempty"`
 	Heads   map[string][]byte `json:"heads,omitempty"`
 	Error   string            `json:"error,omitempty"`
+	// Membership is the sender's encoded membership (policy), on a gated
+	// mesh; the receiver checks it on every hello.
+	Membership []byte `json:"membership,omitempty"`
 }
 
 // peerState is the peer book's entry for one peer.
@@ -57,6 +62,7 @@ type peerState struct {
 	lastExchange time.Time
 	lastError    string
 	exchanges    uint64
+	member       *policy.Membership // verified; nil on an open mesh or before the hello
 
 	dialing  bool
 	nextDial time.Time
@@ -213,6 +219,7 @@ func (m *Mesh) exchangeLoop() {
 					m.mu.Unlock()
 					if err := m.exchange(p); err != nil && m.ctx.Err() == nil {
 						m.log.Debug("heads exchange failed", "peer", p, "err", err)
+						m.refuseSilent(p, err)
 					}
 				}
 			}
@@ -234,6 +241,7 @@ func (m *Mesh) periodicExchange() {
 		case <-m.ctx.Done():
 			return
 		case <-t.C:
+			m.recheckMembers()
 			m.exchangePeriodic()
 		}
 	}
@@ -261,7 +269,7 @@ func (m *Mesh) myHello() hello {
 		orgs = append(orgs, org)
 	}
 	sort.Strings(orgs)
-	return hello{Version: m.version, Network: m.opts.Network, Roles: m.opts.Roles, Orgs: orgs}
+	return hello{Version: m.version, Network: m.opts.Network, Roles: m.opts.Roles, Orgs: orgs, Membership: m.deps.Membership}
 }
 
 // exchange asks p who it is and for its heads of the organisations both
@@ -284,15 +292,16 @@ func (m *Mesh) exchange(p peer.ID) error {
 		s.Reset()
 		return err
 	}
-	if err := m.checkHello(p, reply); err != nil {
+	member, err := m.checkHello(p, reply)
+	if err != nil {
 		return err
 	}
 	if reply.Error != "" {
 		m.noteError(p, reply.Error)
-		return fmt.Errorf("mesh: peer %s refused: %s", p, reply.Error)
+		return fmt.Errorf("%w: peer %s refused: %s", errPeerRefused, p, reply.Error)
 	}
-	m.notePeer(p, reply, true)
-	m.deliverHeads(p, reply.Heads)
+	m.notePeer(p, reply, member, true)
+	m.deliverHeads(p, member, reply.Heads)
 	m.exchangesOK.Add(1)
 	return nil
 }
@@ -308,15 +317,16 @@ func (m *Mesh) handleSync(s network.Stream) {
 		s.Reset()
 		return
 	}
-	if err := m.checkHello(p, req); err != nil {
+	member, err := m.checkHello(p, req)
+	if err != nil {
 		reply := m.myHello()
 		reply.Error = err.Error()
 		_ = writeMsg(s, reply)
 		return
 	}
-	m.notePeer(p, req, false)
-	m.deliverHeads(p, req.Heads)
-	reply := m.helloWithHeads(p, req.Orgs)
+	orgs := m.notePeer(p, req, member, false)
+	m.deliverHeads(p, member, req.Heads)
+	reply := m.helloWithHeads(p, orgs)
 	if err := writeMsg(s, reply); err != nil {
 		s.Reset()
 	}
@@ -324,7 +334,8 @@ func (m *Mesh) handleSync(s network.Stream) {
 
 // helloWithHeads is this node's hello carrying its heads for the
 // organisations it holds that the peer carries: those in orgs, or, when
-// orgs is nil, those the peer book says it carries.
+// orgs is nil, those the peer book says it carries. On a gated mesh both
+// are already narrowed to what the peer's membership may read (notePeer).
 func (m *Mesh) helloWithHeads(p peer.ID, orgs []string) hello {
 	h := m.myHello()
 	if orgs == nil {
@@ -334,6 +345,8 @@ func (m *Mesh) helloWithHeads(p peer.ID, orgs []string) hello {
 		}
 		m.mu.Unlock()
 	}
+	member, _ := m.PeerMembership(p)
+	orgs = slices.DeleteFunc(orgs, func(org string) bool { return !m.mayRead(&member, org) })
 	if m.deps.Heads == nil {
 		return h
 	}
@@ -355,12 +368,17 @@ func (m *Mesh) helloWithHeads(p peer.ID, orgs []string) hello {
 }
 
 // deliverHeads hands heads a peer sent to the topics of the organisations
-// this node holds.
-func (m *Mesh) deliverHeads(p peer.ID, heads map[string][]byte) {
+// this node holds, on a gated mesh only those the peer's membership may
+// announce in (others are counted as rejected).
+func (m *Mesh) deliverHeads(p peer.ID, member *policy.Membership, heads map[string][]byte) {
 	m.mu.Lock()
 	var deliveries []func()
 	for org, h := range heads {
 		if t := m.topics[org]; t != nil {
+			if !m.mayAnnounce(member, org) {
+				t.count.rejected.Add(1)
+				continue
+			}
 			deliveries = append(deliveries, func() { t.deliver(h, p, &t.count.exchanged) })
 		}
 	}
@@ -383,9 +401,12 @@ func (m *Mesh) pushOrg(org string) {
 }
 
 // checkHello refuses a peer of another protocol version or network, with
-// a message naming both, and disconnects it.
-func (m *Mesh) checkHello(p peer.ID, h hello) error {
+// a message naming both, or, on a gated mesh, without a valid membership of
+// its own, and disconnects it. It returns the peer's verified membership
+// (nil on an open mesh).
+func (m *Mesh) checkHello(p peer.ID, h hello) (*policy.Membership, error) {
 	var err error
+	var member *policy.Membership
 	switch {
 	case h.Version != m.version:
 		err = fmt.Errorf("%w: peer %s speaks examnode protocol version %d, this node speaks %d; upgrade the older node",
@@ -393,24 +414,34 @@ func (m *Mesh) checkHello(p peer.ID, h hello) error {
 	case h.Network != m.opts.Network:
 		err = fmt.Errorf("%w: peer %s is in network %q, this node in %q; check the network name in both configs",
 			ErrWrongNetwork, p, h.Network, m.opts.Network)
-	default:
-		return nil
-	}
-	m.noteError(p, err.Error())
-	m.log.Warn("refusing peer", "peer", p, "err", err)
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		// Let the refusal reach the peer before the connection goes.
-		t := time.NewTimer(200 * time.Millisecond)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-m.ctx.Done():
+	case m.Gated():
+		var merr error
+		if member, merr = m.verifyMembership(p, h.Membership); merr == nil {
+			return member, nil
 		}
-		_ = m.host.Network().ClosePeer(p)
-	}()
-	return err
+		err = fmt.Errorf("%w: peer %s: %w", ErrNotAMember, p, merr)
+	default:
+		return nil, nil
+	}
+	m.refuse(p, err)
+	return nil, err
+}
+
+// refuseSilent disconnects, on a gated mesh, a peer whose exchange failed
+// before it presented a valid membership (a stranger that does not speak
+// the sync protocol). Verified members stay: the failure may be transient.
+func (m *Mesh) refuseSilent(p peer.ID, err error) {
+	if !m.Gated() || errors.Is(err, ErrNotAMember) || errors.Is(err, ErrVersion) ||
+		errors.Is(err, ErrWrongNetwork) || errors.Is(err, errPeerRefused) {
+		return // already refused, with its own reason
+	}
+	m.mu.Lock()
+	s := m.book[p]
+	unverified := s != nil && s.connected && s.member == nil
+	m.mu.Unlock()
+	if unverified {
+		m.refuse(p, fmt.Errorf("%w: peer %s did not complete the hello, so it presented no membership: %w", ErrNotAMember, p, err))
+	}
 }
 
 func (m *Mesh) noteError(p peer.ID, msg string) {
@@ -421,15 +452,27 @@ func (m *Mesh) noteError(p peer.ID, msg string) {
 	}
 }
 
-func (m *Mesh) notePeer(p peer.ID, h hello, initiated bool) {
+// notePeer records a peer's accepted hello. On a gated mesh the peer's
+// roles are its membership's and its organisations are those it claims
+// that its membership may read; it returns those organisations.
+func (m *Mesh) notePeer(p peer.ID, h hello, member *policy.Membership, initiated bool) []string {
+	orgs := slices.DeleteFunc(slices.Clone(h.Orgs), func(org string) bool { return !m.mayRead(member, org) })
+	if orgs == nil {
+		orgs = []string{}
+	}
+	roles := slices.Clone(h.Roles)
+	if member != nil {
+		roles = []string{string(member.Role)}
+	}
 	m.mu.Lock()
 	s := m.book[p]
 	if s == nil {
 		s = &peerState{}
 		m.book[p] = s
 	}
-	s.roles = slices.Clone(h.Roles)
-	s.orgs = slices.Clone(h.Orgs)
+	s.member = member
+	s.roles = roles
+	s.orgs = orgs
 	s.version = h.Version
 	s.lastSeen = m.now()
 	s.lastError = ""
@@ -439,8 +482,9 @@ func (m *Mesh) notePeer(p peer.ID, h hello, initiated bool) {
 	}
 	m.mu.Unlock()
 	if m.deps.OnPeerOrgs != nil {
-		m.deps.OnPeerOrgs(p, h.Roles, h.Orgs)
+		m.deps.OnPeerOrgs(p, roles, orgs)
 	}
+	return orgs
 }
 
 // redialLoop keeps the configured peers connected, with exponential
@@ -508,7 +552,10 @@ func writeMsg(w io.Writer, v any) error {
 	return err
 }
 
-var errTooLarge = errors.New("mesh: message too large")
+var (
+	errTooLarge    = errors.New("mesh: message too large")
+	errPeerRefused = errors.New("mesh: refused by the peer")
+)
 
 func readMsg(r *bufio.Reader, v any) error {
 	n, err := binary.ReadUvarint(r)

@@ -36,6 +36,8 @@ import (
 	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/examnode/examnode/policy"
 )
 
 // ProtocolVersion is the version of examnode's mesh protocols. Peers that
@@ -146,10 +148,18 @@ type Deps struct {
 	// It is a fault-injection knob: tests use it to lose announcements on
 	// purpose.
 	GossipFilter func(org string, from peer.ID) bool
-	// Gater, if set, may refuse connections (membership gating, tests'
-	// partitions).
-	Gater  connmgr.ConnectionGater
-	Logger *slog.Logger
+	// Gater, if set, may refuse connections (tests' partitions).
+	Gater connmgr.ConnectionGater
+	// Trust, if set, gates the mesh by membership (see trust.go): peers
+	// must present a membership that policy accepts, and organisations'
+	// heads and announcements flow only between their members. Its
+	// Network must be Options.Network. Nil: the mesh is open.
+	Trust *policy.Trust
+	// Membership is this node's own membership (policy.Membership.Encode),
+	// presented in every hello. Required when Trust is set, and it must
+	// verify for this node's peer ID.
+	Membership []byte
+	Logger     *slog.Logger
 	// Now is the clock for the peer book; time.Now if nil.
 	Now func() time.Time
 }
@@ -174,6 +184,8 @@ type Mesh struct {
 
 	cmu    sync.RWMutex              // guards counts; taken by the pubsub tracer
 	counts map[string]*topicCounters // by topic name; outlives Topics
+
+	own *policy.Membership // this node's verified membership; nil when open
 
 	version     int // ProtocolVersion; tests override it
 	exchangeQ   chan peer.ID
@@ -255,6 +267,11 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 		return nil, fmt.Errorf("mesh: start gossipsub: %w", err)
 	}
 	m.ps = ps
+	if err := m.setupTrust(); err != nil {
+		cancel()
+		_ = h.Close()
+		return nil, err
+	}
 	for _, p := range peers {
 		h.Peerstore().AddAddrs(p.ID, p.Addrs, time.Hour)
 		cm.Protect(p.ID, "examnode-configured")

@@ -11,6 +11,8 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/examnode/examnode/policy"
 )
 
 type topicCounters struct {
@@ -71,13 +73,23 @@ func (m *Mesh) Join(org string) (*Topic, error) {
 	if joined {
 		return nil, fmt.Errorf("%w: %s", ErrAlreadyJoined, org)
 	}
+	if m.own != nil {
+		if err := policy.MayRead(*m.own, org); err != nil {
+			return nil, fmt.Errorf("mesh: join %s: %w", org, err)
+		}
+		if err := m.ps.RegisterTopicValidator(name, m.validator(org)); err != nil {
+			return nil, fmt.Errorf("mesh: validator of %s: %w", org, err)
+		}
+	}
 	t, err := m.ps.Join(name)
 	if err != nil {
+		m.unregisterValidator(name)
 		return nil, fmt.Errorf("mesh: join topic of %s: %w", org, err)
 	}
 	sub, err := t.Subscribe(pubsub.WithBufferSize(m.opts.InboxSize))
 	if err != nil {
 		_ = t.Close()
+		m.unregisterValidator(name)
 		return nil, fmt.Errorf("mesh: subscribe to %s: %w", org, err)
 	}
 	m.cmu.Lock()
@@ -222,6 +234,7 @@ func (t *Topic) Close() error {
 		if err := t.t.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			t.closeErr = fmt.Errorf("mesh: close topic of %s: %w", t.org, err)
 		}
+		t.m.unregisterValidator(t.name)
 	})
 	return t.closeErr
 }
@@ -232,5 +245,12 @@ func (m *Mesh) countTopic(name string, f func(*topicCounters)) {
 	m.cmu.RUnlock()
 	if c != nil {
 		f(c)
+	}
+}
+
+// unregisterValidator removes a gated topic's validator, if any.
+func (m *Mesh) unregisterValidator(name string) {
+	if m.own != nil && m.ctx.Err() == nil {
+		_ = m.ps.UnregisterTopicValidator(name)
 	}
 }

@@ -99,16 +99,20 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/sync", n.handleSync)
 	mux.HandleFunc("GET /v1/orgs/{org}/raw", n.handleList)
 	mux.HandleFunc("GET /v1/orgs/{org}/raw/{key...}", n.handleGet)
-	mux.HandleFunc("PUT /v1/orgs/{org}/raw/{key...}", n.handlePut)
-	mux.HandleFunc("DELETE /v1/orgs/{org}/raw/{key...}", n.handleDelete)
+	mux.HandleFunc("PUT /v1/orgs/{org}/raw/{key...}", n.observeWrite("raw", n.handlePut))
+	mux.HandleFunc("DELETE /v1/orgs/{org}/raw/{key...}", n.observeWrite("raw", n.handleDelete))
 	// Record routes and the change feed (records.go, feed.go). The literal
 	// "raw" and "changes" take precedence over {kind}.
 	mux.HandleFunc("GET /v1/orgs/{org}/changes", n.handleChanges)
 	mux.HandleFunc("GET /v1/orgs/{org}/{kind}", n.handleRecordList)
 	mux.HandleFunc("GET /v1/orgs/{org}/{kind}/{id...}", n.handleRecordGet)
-	mux.HandleFunc("PUT /v1/orgs/{org}/{kind}/{id...}", n.handleRecordPut)
-	mux.HandleFunc("DELETE /v1/orgs/{org}/{kind}/{id...}", n.handleRecordDelete)
-	return n.auth(mux)
+	mux.HandleFunc("PUT /v1/orgs/{org}/{kind}/{id...}", n.observeWrite("record", n.handleRecordPut))
+	mux.HandleFunc("DELETE /v1/orgs/{org}/{kind}/{id...}", n.observeWrite("record", n.handleRecordDelete))
+	// Observation (observe.go, metrics.go); the status page (ui.go) takes
+	// its token as ?token= and so sits in front of auth.
+	mux.HandleFunc("GET /v1/history", n.handleHistory)
+	mux.HandleFunc("GET /metrics", n.handleMetrics)
+	return n.withUI(n.auth(mux))
 }
 
 func (n *Node) auth(next http.Handler) http.Handler {
@@ -163,6 +167,7 @@ type Status struct {
 	Protocol   int              `json:"protocol"`
 	Roles      []schema.Role    `json:"roles"`
 	Network    string           `json:"network"`
+	Trust      string           `json:"trust"`
 	Orgs       []string         `json:"orgs"`
 	Addrs      []string         `json:"addrs"`
 	Started    time.Time        `json:"started"`
@@ -210,7 +215,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	}
 	st := Status{
 		ID: n.ID().String(), Version: Version, Protocol: mesh.ProtocolVersion,
-		Roles: n.cfg.Roles, Network: n.cfg.Network, Orgs: n.Orgs(), Addrs: n.Addrs(),
+		Roles: n.cfg.Roles, Network: n.cfg.Network, Trust: n.trustSummary(), Orgs: n.Orgs(), Addrs: n.Addrs(),
 		Started: started, Uptime: n.now().Sub(started).Round(time.Second).String(),
 	}
 	st.StoreBytes, _ = n.store.DiskUsage(ctx)

@@ -11,8 +11,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/mesh"
+	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -67,6 +70,16 @@ type Config struct {
 	// LANDiscovery finds and connects peers of the same network on the
 	// local network by mDNS (the VMs of a centre, with or without central).
 	LANDiscovery bool `json:"lan_discovery"`
+	// Authority is the network authority's public key in printable form
+	// ("examnode-authority:…", from `examnode authority init`). Empty: the
+	// node runs open, accepting any peer of its network (demos, tests,
+	// benchmarks); set: only peers with a membership it signed.
+	Authority string `json:"authority,omitempty"`
+	// Membership is this node's own membership in printable form
+	// ("examnode-membership:…", from `examnode grant` on the central
+	// host). Required when Authority is set; it must name this node's peer
+	// ID, network and role.
+	Membership string `json:"membership,omitempty"`
 	// Tuning holds intervals that tests and benchmarks shorten.
 	Tuning Tuning `json:"tuning,omitzero"`
 }
@@ -131,7 +144,77 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: %w", ErrConfig, err)
 		}
 	}
+	if c.Authority != "" {
+		if _, err := policy.ParseAuthorityKey(c.Authority); err != nil {
+			return fmt.Errorf("%w: authority: %w", ErrConfig, err)
+		}
+	} else if c.Membership != "" {
+		return fmt.Errorf("%w: a membership without the authority key that signed it; set both (`examnode init --authority … --membership …`)", ErrConfig)
+	}
+	if c.Membership != "" {
+		if _, err := policy.ParseMembership(c.Membership); err != nil {
+			return fmt.Errorf("%w: membership: %w", ErrConfig, err)
+		}
+	}
 	return nil
+}
+
+// Trust returns what the node trusts, or nil when it runs open (no
+// authority configured).
+func (c *Config) Trust() (*policy.Trust, error) {
+	if c.Authority == "" {
+		return nil, nil
+	}
+	k, err := policy.ParseAuthorityKey(c.Authority)
+	if err != nil {
+		return nil, fmt.Errorf("%w: authority: %w", ErrConfig, err)
+	}
+	return &policy.Trust{Network: c.Network, Authority: k, ClockSkew: time.Minute}, nil
+}
+
+// CheckMembership verifies, for a gated node, that its own membership is
+// signed by the configured authority, valid at now, and names this node's
+// peer ID, network and one of its roles. It returns the membership (nil
+// when the node runs open).
+func (c *Config) CheckMembership(id peer.ID, now time.Time) (*policy.Membership, error) {
+	tr, err := c.Trust()
+	if err != nil || tr == nil {
+		return nil, err
+	}
+	if c.Membership == "" {
+		return nil, fmt.Errorf("%w: an authority is configured but this node has no membership; on the central host run `examnode grant --peer %s --role %s%s --network %s`, and put the printed examnode-membership:… in %s (\"membership\")",
+			ErrConfig, id, c.Roles[0], orgFlags(c.Orgs), c.Network, ConfigFile)
+	}
+	m, err := policy.ParseMembership(c.Membership)
+	if err != nil {
+		return nil, fmt.Errorf("%w: membership: %w", ErrConfig, err)
+	}
+	if err := policy.Check(m, policy.RevocationSet{}, *tr, now); err != nil {
+		return nil, fmt.Errorf("%w: this node's membership: %w", ErrConfig, err)
+	}
+	if m.Peer != id.String() {
+		return nil, fmt.Errorf("%w: the configured membership is for peer %s, but this node is %s; grant this node its own: `examnode grant --peer %s …`",
+			ErrConfig, m.Peer, id, id)
+	}
+	if !c.Has(m.Role) {
+		return nil, fmt.Errorf("%w: the membership grants role %s, but this node is configured as %v; grant the right role or fix the config",
+			ErrConfig, m.Role, c.Roles)
+	}
+	for _, o := range c.Orgs {
+		if !m.Covers(o) {
+			return nil, fmt.Errorf("%w: this node holds organisation %s, but its membership does not cover it (%s); grant it with --org %s",
+				ErrConfig, o, m.Describe(), o)
+		}
+	}
+	return &m, nil
+}
+
+func orgFlags(orgs []string) string {
+	var s string
+	for _, o := range orgs {
+		s += " --org " + o
+	}
+	return s
 }
 
 // Has reports whether the node carries role r.
@@ -165,8 +248,20 @@ func Init(dir string, c Config) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if _, err := mesh.LoadOrCreateKey(filepath.Join(dir, IdentityFile)); err != nil {
+	key, err := mesh.LoadOrCreateKey(filepath.Join(dir, IdentityFile))
+	if err != nil {
 		return err
+	}
+	if c.Membership != "" {
+		// Refuse a membership of another node before writing the config;
+		// the identity stays, so running init again keeps the peer ID.
+		id, err := peer.IDFromPrivateKey(key)
+		if err != nil {
+			return err
+		}
+		if _, err := c.CheckMembership(id, time.Now()); err != nil {
+			return err
+		}
 	}
 	if _, err := loadOrCreateToken(dir); err != nil {
 		return err

@@ -11,7 +11,7 @@
 // and the API. Close undoes Start and New in reverse order and collects
 // every error:
 //
-//  1. the API stops taking requests;
+//  1. the API stops taking requests, then the observer's sampler stops;
 //  2. every organisation's topic closes, so go-ds-crdt's broadcaster
 //     reader returns (a replica's Close waits for it);
 //  3. every replica closes, committing writes already queued; then the
@@ -42,6 +42,7 @@ import (
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	ipld "github.com/ipfs/go-ipld-format"
@@ -104,7 +105,8 @@ type Node struct {
 
 	pulls, pulledBlocks, pullErrors atomic.Uint64
 
-	feed *feed // the change feed (feed.go); opened by Start, closed after the replicas
+	feed *feed     // the change feed (feed.go); opened by Start, closed after the replicas
+	obs  *observer // history sampler and metrics (observe.go); started by Start, stopped after the API
 
 	api   *http.Server
 	apiLn net.Listener
@@ -173,7 +175,21 @@ func (n *Node) Start(ctx context.Context) error {
 		mopts.RedialMax = time.Duration(t.RedialMax)
 		mopts.RedialMin = min(mopts.RedialMin, mopts.RedialMax)
 	}
+	trust, err := n.cfg.Trust()
+	if err != nil {
+		return err
+	}
+	own, err := n.cfg.CheckMembership(n.ID(), n.now())
+	if err != nil {
+		return err
+	}
+	var ownBytes []byte
+	if own != nil {
+		ownBytes = own.Encode()
+	}
 	m, err := mesh.New(mopts, mesh.Deps{
+		Trust:        trust,
+		Membership:   ownBytes,
 		Key:          n.key,
 		Heads:        n.headsFor,
 		OnPeerOrgs:   n.onPeerOrgs,
@@ -189,7 +205,15 @@ func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	n.mesh = m
 	// No content routing: a node asks the peers it is connected to.
-	n.bswap = bitswap.New(context.Background(), bsnet.NewFromIpfsHost(m.Host()), nil, n.store.Blockstore())
+	var bopts []bitswap.Option
+	if m.Gated() {
+		// Blocks go only to peers whose membership this node verified.
+		bopts = append(bopts, bitswap.WithPeerBlockRequestFilter(func(p peer.ID, _ cid.Cid) bool {
+			_, ok := m.PeerMembership(p)
+			return ok
+		}))
+	}
+	n.bswap = bitswap.New(context.Background(), bsnet.NewFromIpfsHost(m.Host()), nil, n.store.Blockstore(), bopts...)
 	n.bserv = blockservice.New(n.store.Blockstore(), n.bswap)
 	n.dag = merkledag.NewDAGService(n.bserv)
 	n.started = n.now()
@@ -213,6 +237,11 @@ func (n *Node) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	obs := newObserver(n)
+	n.mu.Lock()
+	n.obs = obs
+	n.mu.Unlock()
+	obs.start()
 	if n.cfg.API != "off" {
 		return n.startAPI()
 	}
@@ -395,8 +424,11 @@ func (n *Node) Close() error {
 		}
 		n.mu.Lock()
 		n.closed = true
-		orgs, feed := n.orgs, n.feed
+		orgs, feed, obs := n.orgs, n.feed, n.obs
 		n.mu.Unlock()
+		if obs != nil {
+			obs.stop()
+		}
 		for _, o := range orgs {
 			errs = append(errs, o.topic.Close())
 		}

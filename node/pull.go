@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -10,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/policy"
 )
 
 // pullProtocol carries crdt's bulk DAG pull between peers.
@@ -22,14 +24,31 @@ const pullTimeout = 2 * time.Minute
 func (n *Node) servePull(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(pullTimeout))
+	from := s.Conn().RemotePeer()
 	err := crdt.ServePull(n.ctx, s, n.store.Blockstore(), func(org string) error {
-		_, err := n.Replica(org)
-		return err
+		if _, err := n.Replica(org); err != nil {
+			return err
+		}
+		return n.mayRead(from, org)
 	})
 	if err != nil {
 		s.Reset()
 		n.log.Debug("serving a pull failed", "peer", s.Conn().RemotePeer(), "err", err)
 	}
+}
+
+// mayRead decides whether peer p may pull org's blocks: always on an open
+// node; on a gated one only with a verified membership that policy lets
+// read org.
+func (n *Node) mayRead(p peer.ID, org string) error {
+	if !n.mesh.Gated() {
+		return nil
+	}
+	m, ok := n.mesh.PeerMembership(p)
+	if !ok {
+		return fmt.Errorf("%w: peer %s has not presented a valid membership; it may not pull %s", policy.ErrNoMembership, p, org)
+	}
+	return policy.MayRead(m, org)
 }
 
 // prefetch pulls, from the peer that announced them, the blocks below the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -34,7 +35,7 @@ func (e *env) table(header string, rows [][]string) {
 }
 
 func initCmd(e *env) *cobra.Command {
-	var role, network, api string
+	var role, network, api, authority, membership string
 	var lan bool
 	var orgs, listen, peers []string
 	c := &cobra.Command{
@@ -52,6 +53,7 @@ func initCmd(e *env) *cobra.Command {
 			}
 			cfg := node.DefaultConfig(r, orgs...)
 			cfg.Network, cfg.API, cfg.Peers, cfg.LANDiscovery = network, api, peers, lan
+			cfg.Authority, cfg.Membership = authority, membership
 			if len(listen) > 0 {
 				cfg.Listen = listen
 			}
@@ -66,8 +68,25 @@ func initCmd(e *env) *cobra.Command {
 			if err := n.Close(); err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "initialised %s\n  peer ID: %s\n  role:    %s\n  orgs:    %s\nstart it with: examnode run --dir %s\n",
-				e.dir, id, r, strings.Join(orgs, ", "), e.dir)
+			fmt.Fprintf(e.stdout, "initialised %s\n  peer ID: %s\n  role:    %s\n  orgs:    %s\n",
+				e.dir, id, r, strings.Join(orgs, ", "))
+			switch {
+			case authority == "":
+				fmt.Fprintf(e.stdout, "  trust:   open (no --authority: any peer of network %s may connect)\n", network)
+			case membership == "":
+				var of string
+				for _, o := range orgs {
+					of += " --org " + o
+				}
+				fmt.Fprintf(e.stdout, "  trust:   gated, but this node has no membership yet: on the central host run\n"+
+					"    examnode grant --authority FILE --peer %s --role %s%s --network %s\n"+
+					"  and put the printed examnode-membership:… in %s as \"membership\"\n",
+					id, r, of, network, filepath.Join(e.dir, node.ConfigFile))
+				return nil
+			default:
+				fmt.Fprintf(e.stdout, "  trust:   gated by %s\n", authority)
+			}
+			fmt.Fprintf(e.stdout, "start it with: examnode run --dir %s\n", e.dir)
 			return nil
 		},
 	}
@@ -78,6 +97,8 @@ func initCmd(e *env) *cobra.Command {
 	c.Flags().StringSliceVar(&peers, "peer", nil, "multiaddr of a peer to keep connected to, ending in /p2p/<id>")
 	c.Flags().StringVar(&api, "api", node.DefaultAPIAddr, "local API address (keep it on loopback)")
 	c.Flags().BoolVar(&lan, "lan-discovery", true, "find and connect peers of this network on the LAN by mDNS")
+	c.Flags().StringVar(&authority, "authority", "", "the network authority's public key, examnode-authority:… (empty: run open, no membership checks)")
+	c.Flags().StringVar(&membership, "membership", "", "this node's membership, examnode-membership:… from `examnode grant`")
 	_ = c.MarkFlagRequired("role")
 	return c
 }
@@ -145,8 +166,8 @@ func statusCmd(e *env) *cobra.Command {
 			for _, p := range st.Problems {
 				fmt.Fprintf(w, "  problem: %s\n", p)
 			}
-			fmt.Fprintf(w, "peer ID:   %s\nroles:     %s\nnetwork:   %s\nversion:   %s (protocol %d)\nuptime:    %s\nstore:     %s\npeers:     %d connected\n",
-				st.ID, strings.Join(roles, ","), st.Network, st.Version, st.Protocol, st.Uptime, humanBytes(st.StoreBytes), st.Peers)
+			fmt.Fprintf(w, "peer ID:   %s\nroles:     %s\nnetwork:   %s\ntrust:     %s\nversion:   %s (protocol %d)\nuptime:    %s\nstore:     %s\npeers:     %d connected\n",
+				st.ID, strings.Join(roles, ","), st.Network, st.Trust, st.Version, st.Protocol, st.Uptime, humanBytes(st.StoreBytes), st.Peers)
 			for _, a := range st.Addrs {
 				fmt.Fprintf(w, "address:   %s\n", a)
 			}

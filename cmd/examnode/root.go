@@ -72,9 +72,11 @@ Start here:
 	root.PersistentFlags().StringVar(&e.dir, "dir", defaultDir(), "data directory (env EXAMNODE_DIR)")
 	root.PersistentFlags().BoolVar(&e.json, "json", false, "print JSON for scripts instead of a table")
 	root.AddCommand(
-		initCmd(e), runCmd(e), statusCmd(e), peersCmd(e), syncCmd(e),
+		initCmd(e), runCmd(e),
+		watchable(e, statusCmd(e)), watchable(e, peersCmd(e)), watchable(e, syncCmd(e)), watchable(e, historyCmd(e)),
 		putCmd(e), getCmd(e), lsCmd(e), rmCmd(e), demoCmd(e),
 		recordsCmd(e), changesCmd(e),
+		authorityCmd(e), grantCmd(e),
 	)
 	addBenchCmds(root, e)
 	return root

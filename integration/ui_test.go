@@ -1,0 +1,102 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/examnode/examnode/node"
+)
+
+// TestStatusPageInChromium loads vm1's status page in headless Chromium
+// while vm1 is cut off from vm2, and checks that the graph shows central
+// in sync and vm2 disconnected. The screenshot goes to
+// $EXAMNODE_UI_ARTIFACTS (if set) or the test's temporary directory.
+func TestStatusPageInChromium(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed (apt-get install chromium; .ci/run installs it): the status page is not checked in a browser")
+	}
+	c := makeN(t, 3, testTuning())
+	ctx := context.Background()
+	central, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
+	if _, err := apiClient(vm1).Put(ctx, org, "/results/r1", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	c.Partition(1, 2)
+	waitState(t, vm1, vm2.ID().String(), node.StateDisconnected)
+	waitState(t, vm1, central.ID().String(), node.StateInSync)
+
+	artifacts := os.Getenv("EXAMNODE_UI_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = t.TempDir()
+	} else if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + vm1.APIAddr() + "/ui?token=" + vm1.Token()
+	browser := func(extra ...string) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		defer cancel()
+		args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+			"--disable-component-update", "--disable-sync", "--no-first-run", "--user-data-dir=" + t.TempDir(),
+			"--virtual-time-budget=5000"}, extra...)
+		cmd := exec.CommandContext(ctx, chromium, append(args, url)...)
+		out, err := cmd.Output()
+		if err != nil {
+			var stderr []byte
+			if ee, ok := err.(*exec.ExitError); ok {
+				stderr = ee.Stderr
+			}
+			return nil, fmt.Errorf("chromium: %v: %s", err, stderr)
+		}
+		return out, nil
+	}
+	peerState := func(dom []byte, id string) string {
+		re := regexp.MustCompile(`<g class="peer [^"]*" data-peer="` + regexp.QuoteMeta(id) + `" data-state="([^"]+)"`)
+		if m := re.FindSubmatch(dom); m != nil {
+			return string(m[1])
+		}
+		return ""
+	}
+	var dom []byte
+	err = WaitFor(ctx, 2*time.Minute, func() (bool, error) {
+		var err error
+		if dom, err = browser("--dump-dom"); err != nil {
+			return false, err
+		}
+		if !regexp.MustCompile(`<body data-loaded="1"`).Match(dom) {
+			return false, fmt.Errorf("page did not load its data")
+		}
+		if s := peerState(dom, central.ID().String()); s != node.StateInSync {
+			return false, fmt.Errorf("central drawn %q", s)
+		}
+		if s := peerState(dom, vm2.ID().String()); s != node.StateDisconnected {
+			return false, fmt.Errorf("vm2 drawn %q", s)
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("status page: %v\n%s", err, dom)
+	}
+	for _, want := range []string{`data-peer="` + vm1.ID().String() + `"`, `data-verdict="in sync"`, `data-org="` + org + `"`, `data-event="disconnected"`} {
+		if !regexp.MustCompile(regexp.QuoteMeta(want)).Match(dom) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	if regexp.MustCompile(`token=`).Match(dom) {
+		t.Error("the page shows the token")
+	}
+	shot := filepath.Join(artifacts, "status-page.png")
+	if _, err := browser("--window-size=1200,1400", "--screenshot="+shot); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
+		t.Fatalf("screenshot: %v", err)
+	}
+	t.Logf("screenshot: %s", shot)
+}

@@ -1,0 +1,156 @@
+package node
+
+// Prometheus metrics at GET /metrics.
+//
+// Each node has its own registry (an in-process cluster holds several
+// nodes). Apart from the write latency histogram, which the write routes
+// observe, every metric is collected at scrape time from Status, the
+// replicas' Stats and the peer book: no goroutine and no counter of its
+// own. /metrics sits behind the API's bearer token like every other route;
+// a Prometheus scrape job sends it with
+//
+//	authorization:
+//	  credentials_file: /var/lib/examnode/api.token
+//
+// Counting records by kind walks the keys of each kind once per scrape
+// (keys only, no values).
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/examnode/examnode/schema"
+)
+
+var (
+	descUp         = prometheus.NewDesc("examnode_info", "Always 1; labels carry the node's identity and version.", []string{"peer_id", "version", "network"}, nil)
+	descVerdict    = prometheus.NewDesc("examnode_verdict", "1 for the node's current verdict (in sync, catching up, isolated from central, errors), 0 for the others.", []string{"verdict"}, nil)
+	descUptime     = prometheus.NewDesc("examnode_uptime_seconds", "Seconds since the node started.", nil, nil)
+	descStore      = prometheus.NewDesc("examnode_store_bytes", "Size of the badger store on disk.", nil, nil)
+	descPeers      = prometheus.NewDesc("examnode_peers_connected", "Peers connected now.", nil, nil)
+	descPeersKnown = prometheus.NewDesc("examnode_peers_known", "Peers in the peer book, connected or not.", nil, nil)
+	descPeerState  = prometheus.NewDesc("examnode_peer_sync_state", "1 for each peer's sync state per organisation (see GET /v1/history).", []string{"org", "peer", "state"}, nil)
+	descRecords    = prometheus.NewDesc("examnode_records", "Records held, per organisation.", []string{"org"}, nil)
+	descByKind     = prometheus.NewDesc("examnode_records_by_kind", "Records held, per organisation and kind (keys of the /<kind>/<id> form).", []string{"org", "kind"}, nil)
+	descHeads      = prometheus.NewDesc("examnode_heads", "Current DAG heads, per organisation.", []string{"org"}, nil)
+	descHeight     = prometheus.NewDesc("examnode_max_height", "Highest DAG height, per organisation.", []string{"org"}, nil)
+	descQueued     = prometheus.NewDesc("examnode_queued_dag_jobs", "DAG jobs waiting (this node catching up), per organisation.", []string{"org"}, nil)
+	descDirty      = prometheus.NewDesc("examnode_replica_dirty", "1 if the replica is marked dirty (a DAG walk failed).", []string{"org"}, nil)
+	descGroups     = prometheus.NewDesc("examnode_group_commits_total", "Group commits (one delta, one fsync) since start.", []string{"org"}, nil)
+	descWritten    = prometheus.NewDesc("examnode_records_written_total", "Records written on this node since start.", []string{"org"}, nil)
+	descWriteErr   = prometheus.NewDesc("examnode_write_errors_total", "Failed writes since start.", []string{"org"}, nil)
+	descAnnounce   = prometheus.NewDesc("examnode_announcements_total", "Head announcements since start, per organisation: published, received (gossipsub), exchanged (direct heads exchange), dropped, rejected.", []string{"org", "event"}, nil)
+	descPulls      = prometheus.NewDesc("examnode_pulls_total", "Bulk DAG pulls since start, by result.", []string{"result"}, nil)
+	descPullBlocks = prometheus.NewDesc("examnode_pulled_blocks_total", "Blocks fetched by bulk DAG pulls since start.", nil, nil)
+)
+
+// nodeCollector collects the node's metrics at scrape time.
+type nodeCollector struct{ n *Node }
+
+func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descVerdict, descUptime, descStore, descPeers, descPeersKnown, descPeerState,
+		descRecords, descByKind, descHeads, descHeight, descQueued, descDirty, descGroups, descWritten, descWriteErr,
+		descAnnounce, descPulls, descPullBlocks} {
+		ch <- d
+	}
+}
+
+func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	ctx, cancel := context.WithTimeout(n.ctx, 30*time.Second)
+	defer cancel()
+	st, err := n.Status(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descUp, err)
+		return
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(descUp, 1, st.ID, st.Version, st.Network)
+	for _, v := range []string{VerdictInSync, VerdictCatchingUp, VerdictIsolated, VerdictErrors} {
+		gauge(descVerdict, b2f(st.Verdict == v), v)
+	}
+	gauge(descUptime, n.now().Sub(st.Started).Seconds())
+	gauge(descStore, float64(st.StoreBytes))
+	gauge(descPeers, float64(st.Peers))
+	gauge(descPeersKnown, float64(len(n.mesh.Peers())))
+	for _, ps := range n.peerSync(ctx, n.mesh, nil) {
+		gauge(descPeerState, 1, ps.Org, ps.Peer, ps.State)
+	}
+	for _, r := range st.Replicas {
+		gauge(descRecords, float64(r.Records), r.Org)
+		if rep, err := n.Replica(r.Org); err == nil {
+			for _, k := range schema.Kinds() {
+				if cnt, err := rep.Count(ctx, "/"+string(k)); err == nil && cnt > 0 {
+					gauge(descByKind, float64(cnt), r.Org, string(k))
+				}
+			}
+		}
+		gauge(descHeads, float64(len(r.Heads)), r.Org)
+		gauge(descHeight, float64(r.MaxHeight), r.Org)
+		gauge(descQueued, float64(r.QueuedJobs), r.Org)
+		gauge(descDirty, b2f(r.Dirty), r.Org)
+		counter(descGroups, r.Groups, r.Org)
+		counter(descWritten, r.Written, r.Org)
+		counter(descWriteErr, r.WriteErrors, r.Org)
+		a := r.Announcements
+		counter(descAnnounce, a.Published, r.Org, "published")
+		counter(descAnnounce, a.Received, r.Org, "received")
+		counter(descAnnounce, a.Exchanged, r.Org, "exchanged")
+		counter(descAnnounce, a.Dropped, r.Org, "dropped")
+		counter(descAnnounce, a.Rejected, r.Org, "rejected")
+	}
+	counter(descPulls, st.Pulls.Completed, "completed")
+	counter(descPulls, st.Pulls.Failed, "failed")
+	counter(descPullBlocks, st.Pulls.Blocks)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (o *observer) registerMetrics() {
+	o.reg = prometheus.NewRegistry()
+	o.writeLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "examnode_write_duration_seconds",
+		Help:    "Time to answer a write through the local API, durable on disk (route raw or record; method PUT or DELETE).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5 ms to 16 s
+	}, []string{"route", "method"})
+	o.reg.MustRegister(
+		nodeCollector{o.n},
+		o.writeLatency,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+}
+
+// Metrics is the node's Prometheus registry (nil before Start).
+func (n *Node) Metrics() *prometheus.Registry {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.obs == nil {
+		return nil
+	}
+	return n.obs.reg
+}
+
+func (n *Node) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	reg := n.Metrics()
+	if reg == nil {
+		writeErr(w, http.StatusServiceUnavailable, "closing", ErrNotStarted)
+		return
+	}
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+}
