@@ -472,6 +472,16 @@ func (m *Mesh) notePeer(p peer.ID, h hello, member *policy.Membership, initiated
 	}
 	s.member = member
 	s.roles = roles
+	// An organisation this node holds that the peer is newly seen to
+	// carry gets an exchange of its own: the hello that revealed it may
+	// have crossed this node's Join, so neither side sent heads for it
+	// (Join enqueues only peers already known to carry the organisation).
+	for _, org := range orgs {
+		if m.topics[org] != nil && !s.carries(org) && s.connected {
+			m.enqueueLocked(p)
+			break
+		}
+	}
 	s.orgs = orgs
 	s.version = h.Version
 	s.lastSeen = m.now()

@@ -26,6 +26,7 @@ func addBenchCmds(root *cobra.Command, e *env) {
 	var scale []int
 	var scaleIdle time.Duration
 	var baselineFrom string
+	var large int
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure examnode against raw go-ds-crdt on the same workloads; write BENCHMARKS.md",
@@ -34,6 +35,10 @@ default options (bitswap, gossipsub, badger v4), each run in its own process so
 that peak RSS is its own, and writes a report with ratios beside absolute figures.
 Then it measures one central node carrying many organisations (one VM each):
 idle CPU, memory, goroutines, and the time for a write to reach its VM.
+
+Then examnode alone catches up a fresh peer on --large records (100,000 by
+default), and the report ends with a table of examnode's targets, each marked
+met or not.
 
 Raw go-ds-crdt with default options takes minutes on the larger workloads (that
 is the point); a full run takes about half an hour.`,
@@ -70,6 +75,16 @@ is the point); a full run takes about half an hour.`,
 			if err := rep.Markdown(&md, "examnode "+strings.Join(os.Args[1:], " ")); err != nil {
 				return err
 			}
+			var big *bench.Report
+			if large > 0 && slices.Contains(rep.Stacks, "examnode") && rep.Params.Records != large {
+				lo := opts
+				lo.Stacks, lo.Workloads = []string{"examnode"}, []string{"catchup-fresh"}
+				lo.Params.Records = large
+				if big, err = bench.Run(cmd.Context(), lo); err != nil {
+					return err
+				}
+				writeLarge(&md, big)
+			}
 			if len(scale) > 0 && scale[0] > 0 {
 				res, err := integration.RunScale(cmd.Context(), integration.ScaleOptions{
 					Exe: []string{exe}, Orgs: scale, Idle: scaleIdle, Progress: e.stderr,
@@ -78,6 +93,10 @@ is the point); a full run takes about half an hour.`,
 					return err
 				}
 				writeScale(&md, res, scaleIdle)
+			}
+			if slices.Contains(rep.Stacks, "examnode") {
+				fmt.Fprintf(&md, "\n## Targets\n\nexamnode's targets (issue 4), checked against the figures above; central scale is in its own table.\n\n%s",
+					bench.TargetsMarkdown("examnode", bench.Check("examnode", bench.Targets, rep, big)))
 			}
 			if e.json {
 				return rep.JSON(e.stdout)
@@ -113,6 +132,7 @@ is the point); a full run takes about half an hour.`,
 	f.StringVar(&out, "out", "BENCHMARKS.md", "where to write the report ('-' for stdout)")
 	f.IntSliceVar(&scale, "scale", []int{10, 50, 200}, "organisation counts for the central-scale measurement (0 to skip)")
 	f.DurationVar(&scaleIdle, "scale-idle", 30*time.Second, "how long idle CPU is sampled at each scale")
+	f.IntVar(&large, "large", 100_000, "records for examnode's large catch-up run (0 to skip)")
 	f.StringVar(&baselineFrom, "baseline-from", "", "adopt raw go-ds-crdt's figures from this earlier report's JSON instead of measuring them again")
 	root.AddCommand(c)
 
@@ -137,6 +157,20 @@ func readReport(path string) (*bench.Report, error) {
 		return nil, fmt.Errorf("%s is not a bench report's JSON: %w", path, err)
 	}
 	return &r, nil
+}
+
+// writeLarge writes the large catch-up run's section.
+func writeLarge(md *bytes.Buffer, big *bench.Report) {
+	fmt.Fprintf(md, "\n## catchup-fresh at %s records (examnode only)\n\n", bench.FormatNumber(float64(big.Params.Records)))
+	var sb bytes.Buffer
+	if err := big.Markdown(&sb, ""); err != nil {
+		return
+	}
+	// Keep the workload's table, not the repeated header.
+	if i := bytes.Index(sb.Bytes(), []byte("\n## catchup-fresh\n")); i >= 0 {
+		body := sb.Bytes()[i+len("\n## catchup-fresh\n"):]
+		md.Write(bytes.TrimLeft(body, "\n"))
+	}
 }
 
 func writeScale(md *bytes.Buffer, rs []integration.ScaleResult, idle time.Duration) {
