@@ -49,6 +49,11 @@ var (
 	ErrNotFound   = errors.New("crdt: not found")
 	ErrStoreInUse = errors.New("crdt: store is in use by another process")
 	ErrDiskFull   = errors.New("crdt: no space left on the data directory's disk")
+	// ErrWrongStoreKey: the store was encrypted with another key, or not
+	// encrypted while a key was given, or encrypted while none was given.
+	ErrWrongStoreKey = errors.New("crdt: the encryption key does not match the store")
+	// ErrBadStoreKey: an encryption key of a length AES does not take.
+	ErrBadStoreKey = errors.New("crdt: an encryption key must be 16, 24 or 32 bytes")
 )
 
 // StoreOptions configures the shared badger database.
@@ -56,7 +61,12 @@ type StoreOptions struct {
 	// InMemory keeps nothing on disk (for unit tests of logic only).
 	InMemory bool
 	// EncryptionKey, when set (16, 24 or 32 bytes), encrypts the database
-	// at rest with badger's AES encryption.
+	// at rest with badger's AES encryption (AES-CTR over every table and
+	// value-log entry, with data keys badger rotates and keeps encrypted
+	// under this key in its KEYREGISTRY file). A store keeps the
+	// encryption it was created with: opening it with another key, with a
+	// key when it was created without, or without one when it was created
+	// with one, fails with ErrWrongStoreKey.
 	EncryptionKey []byte
 	// GCInterval is how often badger's value log is garbage-collected.
 	// Zero disables it.
@@ -125,12 +135,25 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		}
 	}
 	if len(opts.EncryptionKey) > 0 {
+		switch len(opts.EncryptionKey) {
+		case 16, 24, 32:
+		default:
+			return nil, fmt.Errorf("%w, got %d", ErrBadStoreKey, len(opts.EncryptionKey))
+		}
+		// badger keeps decrypted table indexes only in its index cache:
+		// without one it decrypts an index on every read.
+		if bopts.Options.IndexCacheSize <= 0 {
+			bopts.Options = bopts.Options.WithIndexCacheSize(16 << 20)
+		}
 		bopts.Options = bopts.Options.WithEncryptionKey(opts.EncryptionKey)
 	}
 	d, err := badger4.NewDatastore(dir, &bopts)
 	if err != nil {
 		if isLockErr(err) {
 			return nil, fmt.Errorf("%w: %s (is another examnode running on this data directory?)", ErrStoreInUse, filepath.Clean(dir))
+		}
+		if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
+			return nil, fmt.Errorf("%w: %s", ErrWrongStoreKey, filepath.Clean(dir))
 		}
 		return nil, fmt.Errorf("crdt: open store %s: %w", dir, classify(err))
 	}

@@ -38,7 +38,12 @@ const (
 
 // hello is both the request and the reply of the sync protocol.
 type hello struct {
-	Version int               `json:"version"`
+	Version int `json:"version"` // mesh protocol version (ProtocolVersion)
+	// Schema is the record schema version the sender writes; Schemas are
+	// those it reads. A peer whose Schema this node cannot read is refused
+	// (policy.CheckPeerVersion).
+	Schema  int               `json:"schema"`
+	Schemas []int             `json:"schemas,omitempty"`
 	Network string            `json:"network"`
 	Roles   []string          `json:"roles,omitempty"`
 	Orgs    []string          `json:"orgs,omitempty"`
@@ -58,6 +63,7 @@ type peerState struct {
 	addr         string
 	roles, orgs  []string
 	version      int
+	schema       int
 	lastSeen     time.Time
 	lastExchange time.Time
 	lastError    string
@@ -82,6 +88,7 @@ type PeerInfo struct {
 	Direction    string        `json:"direction,omitempty"`
 	Addr         string        `json:"addr,omitempty"`
 	Version      int           `json:"version,omitempty"`
+	Schema       int           `json:"schema,omitempty"`
 	LastSeen     time.Time     `json:"last_seen,omitzero"`
 	LastExchange time.Time     `json:"last_exchange,omitzero"`
 	Exchanges    uint64        `json:"exchanges"`
@@ -97,7 +104,7 @@ func (m *Mesh) Peers() []PeerInfo {
 		pi := PeerInfo{
 			ID: id.String(), Roles: slices.Clone(s.roles), Orgs: slices.Clone(s.orgs),
 			Connected: s.connected, Configured: s.configured, LAN: s.lan, Addr: s.addr,
-			Version: s.version, LastSeen: s.lastSeen, LastExchange: s.lastExchange,
+			Version: s.version, Schema: s.schema, LastSeen: s.lastSeen, LastExchange: s.lastExchange,
 			Exchanges: s.exchanges, LastError: s.lastError,
 		}
 		if s.connected {
@@ -269,7 +276,8 @@ func (m *Mesh) myHello() hello {
 		orgs = append(orgs, org)
 	}
 	sort.Strings(orgs)
-	return hello{Version: m.version, Network: m.opts.Network, Roles: m.opts.Roles, Orgs: orgs, Membership: m.deps.Membership}
+	return hello{Version: m.version, Schema: m.opts.SchemaVersion, Schemas: m.opts.SchemaVersions,
+		Network: m.opts.Network, Roles: m.opts.Roles, Orgs: orgs, Membership: m.deps.Membership}
 }
 
 // exchange asks p who it is and for its heads of the organisations both
@@ -400,17 +408,18 @@ func (m *Mesh) pushOrg(org string) {
 	}
 }
 
-// checkHello refuses a peer of another protocol version or network, with
-// a message naming both, or, on a gated mesh, without a valid membership of
+// checkHello refuses a peer of another protocol version, of a record
+// schema version this node cannot read, or of another network, with a
+// message naming both sides' versions (policy.CheckPeerVersion), or, on a gated mesh, without a valid membership of
 // its own, and disconnects it. It returns the peer's verified membership
 // (nil on an open mesh).
 func (m *Mesh) checkHello(p peer.ID, h hello) (*policy.Membership, error) {
 	var err error
 	var member *policy.Membership
+	verr := policy.CheckPeerVersion(h.Version, h.Schema, m.version, m.opts.SchemaVersions)
 	switch {
-	case h.Version != m.version:
-		err = fmt.Errorf("%w: peer %s speaks examnode protocol version %d, this node speaks %d; upgrade the older node",
-			ErrVersion, p, h.Version, m.version)
+	case verr != nil:
+		err = fmt.Errorf("%w: peer %s: %w", ErrVersion, p, verr)
 	case h.Network != m.opts.Network:
 		err = fmt.Errorf("%w: peer %s is in network %q, this node in %q; check the network name in both configs",
 			ErrWrongNetwork, p, h.Network, m.opts.Network)
@@ -484,6 +493,7 @@ func (m *Mesh) notePeer(p peer.ID, h hello, member *policy.Membership, initiated
 	}
 	s.orgs = orgs
 	s.version = h.Version
+	s.schema = h.Schema
 	s.lastSeen = m.now()
 	s.lastError = ""
 	if initiated {
@@ -546,7 +556,11 @@ func (m *Mesh) dialDue() {
 			}
 			s.nextDial = m.now().Add(s.backoff)
 			if m.ctx.Err() == nil {
-				s.lastError = "dial: " + err.Error()
+				msg := "dial: " + m.pnetHint(err).Error()
+				if msg != s.lastError && errors.Is(m.pnetHint(err), ErrHandshake) {
+					m.log.Warn("cannot connect to a configured peer", "peer", ai.ID, "err", msg)
+				}
+				s.lastError = msg
 			}
 		}(ai)
 	}

@@ -33,11 +33,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
 	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/examnode/examnode/policy"
+	"github.com/examnode/examnode/schema"
 )
 
 // ProtocolVersion is the version of examnode's mesh protocols. Peers that
@@ -48,7 +50,7 @@ const ProtocolVersion = 1
 var (
 	ErrClosed        = errors.New("mesh: closed")
 	ErrBadPeerAddr   = errors.New("mesh: invalid peer address")
-	ErrVersion       = errors.New("mesh: unsupported protocol version")
+	ErrVersion       = errors.New("mesh: unsupported peer version")
 	ErrWrongNetwork  = errors.New("mesh: peer belongs to another network")
 	ErrAlreadyJoined = errors.New("mesh: organisation already joined")
 )
@@ -78,6 +80,16 @@ type Options struct {
 	// MDNS turns on LAN discovery: peers of the same network found by
 	// mDNS are connected.
 	MDNS bool
+	// PrivateNetworkKey, if set (32 bytes), puts the host in a libp2p
+	// private network: a peer without the same key cannot complete a
+	// handshake with it (see pnet.go).
+	PrivateNetworkKey []byte
+	// SchemaVersion is the record schema version this node writes, and
+	// SchemaVersions those it reads; both are announced in the hello and
+	// checked with policy.CheckPeerVersion. Zero and nil mean
+	// schema.CurrentVersion and schema.SupportedVersions().
+	SchemaVersion  int
+	SchemaVersions []int
 }
 
 // DefaultOptions returns what a daemon uses.
@@ -111,6 +123,15 @@ func (o *Options) validate() error {
 	}
 	if o.InboxSize == 0 {
 		o.InboxSize = d.InboxSize
+	}
+	if o.SchemaVersion == 0 {
+		o.SchemaVersion = schema.CurrentVersion
+	}
+	if o.SchemaVersions == nil {
+		o.SchemaVersions = schema.SupportedVersions()
+	}
+	if n := len(o.PrivateNetworkKey); n != 0 && n != pnetKeySize {
+		return fmt.Errorf("mesh: a private-network key is %d bytes, got %d", pnetKeySize, n)
 	}
 	if o.RedialMax < o.RedialMin || o.ExchangeInterval < 0 || o.InboxSize < 0 {
 		return errors.New("mesh: bad intervals or sizes in options")
@@ -234,6 +255,9 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 	}
 	if deps.Gater != nil {
 		lopts = append(lopts, libp2p.ConnectionGater(deps.Gater))
+	}
+	if len(opts.PrivateNetworkKey) > 0 {
+		lopts = append(lopts, libp2p.PrivateNetwork(pnet.PSK(opts.PrivateNetworkKey)))
 	}
 	h, err := libp2p.New(lopts...)
 	if err != nil {

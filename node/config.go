@@ -80,6 +80,16 @@ type Config struct {
 	// host). Required when Authority is set; it must name this node's peer
 	// ID, network and role.
 	Membership string `json:"membership,omitempty"`
+	// Encrypt says the badger store is encrypted at rest (see storekey.go):
+	// its key comes from EXAMNODE_STORE_KEY, else from <data dir>/store.key.
+	// Set by `examnode init --encrypt`; a store keeps the encryption it was
+	// created with.
+	Encrypt bool `json:"encrypt,omitempty"`
+	// PnetKey is the path of a libp2p private-network key (a swarm.key file,
+	// see pnet.go), relative to the data directory unless absolute. Set:
+	// only peers holding the same key can complete a handshake with this
+	// node. Empty: no private network.
+	PnetKey string `json:"pnet_key,omitempty"`
 	// Tuning holds intervals that tests and benchmarks shorten.
 	Tuning Tuning `json:"tuning,omitzero"`
 }
@@ -264,6 +274,9 @@ func Init(dir string, c Config) error {
 		}
 	}
 	if _, err := loadOrCreateToken(dir); err != nil {
+		return err
+	}
+	if err := initSecrets(dir, c); err != nil {
 		return err
 	}
 	b, err := json.MarshalIndent(c, "", "  ")

@@ -144,9 +144,15 @@ func New(dir string, cfg Config, deps Deps) (*Node, error) {
 	if deps.StoreOptions != nil {
 		sopts = *deps.StoreOptions
 	}
+	keySource := "the store options"
+	if len(sopts.EncryptionKey) == 0 {
+		if sopts.EncryptionKey, keySource, err = storeKey(dir, cfg); err != nil {
+			return nil, err
+		}
+	}
 	store, err := crdt.OpenStore(filepath.Join(dir, StoreDir), sopts)
 	if err != nil {
-		return nil, err
+		return nil, explainStoreErr(err, dir, cfg, keySource)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
@@ -174,6 +180,13 @@ func (n *Node) Start(ctx context.Context) error {
 	if t.RedialMax > 0 {
 		mopts.RedialMax = time.Duration(t.RedialMax)
 		mopts.RedialMin = min(mopts.RedialMin, mopts.RedialMax)
+	}
+	if n.cfg.PnetKey != "" {
+		psk, err := LoadPnetKey(n.dir, n.cfg.PnetKey)
+		if err != nil {
+			return err
+		}
+		mopts.PrivateNetworkKey = psk
 	}
 	trust, err := n.cfg.Trust()
 	if err != nil {

@@ -15,6 +15,10 @@ const CurrentVersion = 1
 // supportedVersions lists every record schema version this node reads.
 var supportedVersions = []int{CurrentVersion}
 
+// SupportedVersions returns every record schema version this node reads
+// (peers announce theirs in the mesh hello).
+func SupportedVersions() []int { return append([]int(nil), supportedVersions...) }
+
 // MaxRecordSize is the largest encoded record, envelope included. Bulk data
 // (attachments, bundle payloads) travels as content-addressed blocks, not
 // inside records.
