@@ -147,6 +147,11 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		}
 		bopts.Options = bopts.Options.WithEncryptionKey(opts.EncryptionKey)
 	}
+	if !opts.InMemory {
+		if err := checkStoreKey(dir, opts.EncryptionKey); err != nil {
+			return nil, err
+		}
+	}
 	d, err := badger4.NewDatastore(dir, &bopts)
 	if err != nil {
 		if isLockErr(err) {
@@ -162,6 +167,21 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		blocks: blockstore.NewBlockstore(d),
 		dir:    dir,
 	}, nil
+}
+
+// checkStoreKey checks key against the store's key registry before badger
+// opens the store: badger's Open, failing on a wrong key, leaves two of
+// its goroutines running (badger v4.5.1's cleanup does not stop them),
+// where reading the registry read-only starts none.
+func checkStoreKey(dir string, key []byte) error {
+	kr, err := badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: dir, ReadOnly: true, EncryptionKey: key})
+	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
+		return fmt.Errorf("%w: %s", ErrWrongStoreKey, filepath.Clean(dir))
+	}
+	if err != nil {
+		return fmt.Errorf("crdt: open store %s: read its key registry: %w", dir, err)
+	}
+	return kr.Close()
 }
 
 // Datastore is the raw shared datastore. Callers namespace their keys.

@@ -50,6 +50,9 @@ type Options struct {
 	// (central and archive: every organisation; vm: its Orgs), valid for a
 	// day. Nil: the nodes run open.
 	Authority *policy.Authority
+	// Encrypt encrypts every node's store at rest, each with its own key
+	// in its data directory's store.key (see node/storekey.go).
+	Encrypt bool
 }
 
 // Spec describes one node of a cluster.
@@ -64,6 +67,9 @@ type Spec struct {
 	// and without a membership: a machine that reaches the mesh but was
 	// never granted.
 	Stranger bool
+	// PnetKey is the path of the node's private-network key file (see
+	// node/pnet.go); empty: none.
+	PnetKey string
 }
 
 // Member is one node of a cluster and what it takes to restart it.
@@ -126,6 +132,8 @@ func (c *Cluster) config(m *Member) node.Config {
 		}
 	}
 	cfg.Peers = append(cfg.Peers, m.Spec.PeerAddrs...)
+	cfg.Encrypt = c.opts.Encrypt
+	cfg.PnetKey = m.Spec.PnetKey
 	return cfg
 }
 
@@ -135,6 +143,11 @@ func (c *Cluster) start(ctx context.Context, m *Member) error {
 	c.mu.Unlock()
 	if err := c.grant(m, &cfg); err != nil {
 		return err
+	}
+	if cfg.Encrypt {
+		if _, err := node.EnsureStoreKey(m.Dir); err != nil {
+			return err
+		}
 	}
 	logger := c.opts.Logger
 	if logger != nil {

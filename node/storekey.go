@@ -63,11 +63,11 @@ func ParseStoreKey(s string) ([]byte, error) {
 		ErrStoreKey, StoreKeySize, len(s))
 }
 
-// ensureStoreKey prepares the key of a node initialised with encryption:
+// EnsureStoreKey prepares the key of a node initialised with encryption:
 // with EXAMNODE_STORE_KEY set it only checks that the value parses; else
 // it creates <dir>/store.key (0600) with a new random key, keeping one
 // that is already there and valid.
-func ensureStoreKey(dir string) (source string, err error) {
+func EnsureStoreKey(dir string) (source string, err error) {
 	if v, ok := os.LookupEnv(StoreKeyEnv); ok {
 		if _, err := ParseStoreKey(v); err != nil {
 			return "", fmt.Errorf("%w (in %s)", err, StoreKeyEnv)
@@ -136,18 +136,18 @@ func explainStoreErr(err error, dir string, cfg Config, source string) error {
 	}
 	store := filepath.Join(dir, StoreDir)
 	if !cfg.Encrypt {
-		return fmt.Errorf("%w: %w: the store %s is encrypted, but %s does not say \"encrypt\": true; set it and give the key in %s or %s",
-			ErrStoreKey, err, store, filepath.Join(dir, ConfigFile), StoreKeyEnv, filepath.Join(dir, StoreKeyFile))
+		return fmt.Errorf("%w: the store %s is encrypted, but %s does not say \"encrypt\": true; set it and give the key in %s or %s (%w)",
+			ErrStoreKey, store, filepath.Join(dir, ConfigFile), StoreKeyEnv, filepath.Join(dir, StoreKeyFile), crdt.ErrWrongStoreKey)
 	}
-	return fmt.Errorf("%w: %w: the key from %s does not open %s (it was created with another key, or without encryption); give the key it was created with in %s or %s",
-		ErrStoreKey, err, source, store, StoreKeyEnv, filepath.Join(dir, StoreKeyFile))
+	return fmt.Errorf("%w: the key from %s does not open the store %s (it was created with another key, or without encryption); give the key it was created with in %s or %s (%w)",
+		ErrStoreKey, source, store, StoreKeyEnv, filepath.Join(dir, StoreKeyFile), crdt.ErrWrongStoreKey)
 }
 
 // initSecrets prepares, at init, the local secrets the config refers to:
 // the store key (when encrypting) and the private-network key file.
 func initSecrets(dir string, c Config) error {
 	if c.Encrypt {
-		if _, err := ensureStoreKey(dir); err != nil {
+		if _, err := EnsureStoreKey(dir); err != nil {
 			return err
 		}
 	} else if _, _, err := storeKey(dir, c); err != nil {

@@ -35,8 +35,8 @@ func (e *env) table(header string, rows [][]string) {
 }
 
 func initCmd(e *env) *cobra.Command {
-	var role, network, api, authority, membership string
-	var lan bool
+	var role, network, api, authority, membership, pnetKey string
+	var lan, encrypt bool
 	var orgs, listen, peers []string
 	c := &cobra.Command{
 		Use:   "init",
@@ -54,6 +54,9 @@ func initCmd(e *env) *cobra.Command {
 			cfg := node.DefaultConfig(r, orgs...)
 			cfg.Network, cfg.API, cfg.Peers, cfg.LANDiscovery = network, api, peers, lan
 			cfg.Authority, cfg.Membership = authority, membership
+			if err := setSecrets(&cfg, encrypt, pnetKey); err != nil {
+				return err
+			}
 			if len(listen) > 0 {
 				cfg.Listen = listen
 			}
@@ -70,6 +73,7 @@ func initCmd(e *env) *cobra.Command {
 			}
 			fmt.Fprintf(e.stdout, "initialised %s\n  peer ID: %s\n  role:    %s\n  orgs:    %s\n",
 				e.dir, id, r, strings.Join(orgs, ", "))
+			printSecrets(e, cfg)
 			switch {
 			case authority == "":
 				fmt.Fprintf(e.stdout, "  trust:   open (no --authority: any peer of network %s may connect)\n", network)
@@ -99,6 +103,7 @@ func initCmd(e *env) *cobra.Command {
 	c.Flags().BoolVar(&lan, "lan-discovery", true, "find and connect peers of this network on the LAN by mDNS")
 	c.Flags().StringVar(&authority, "authority", "", "the network authority's public key, examnode-authority:… (empty: run open, no membership checks)")
 	c.Flags().StringVar(&membership, "membership", "", "this node's membership, examnode-membership:… from `examnode grant`")
+	addSecretFlags(c, &encrypt, &pnetKey)
 	_ = c.MarkFlagRequired("role")
 	return c
 }

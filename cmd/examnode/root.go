@@ -77,6 +77,7 @@ Start here:
 		putCmd(e), getCmd(e), lsCmd(e), rmCmd(e), demoCmd(e),
 		recordsCmd(e), changesCmd(e),
 		authorityCmd(e), grantCmd(e),
+		pnetKeyCmd(e),
 	)
 	addBenchCmds(root, e)
 	return root
