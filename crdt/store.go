@@ -192,6 +192,9 @@ func (s *Store) Blockstore() blockstore.Blockstore { return s.blocks }
 
 // Sync makes every write so far durable (one fsync of the whole database).
 func (s *Store) Sync(ctx context.Context) error {
+	if s.dir == "" {
+		return nil // in memory: nothing to sync (badger's Sync would panic on its missing WAL)
+	}
 	return classify(s.ds.Sync(ctx, ds.NewKey("/")))
 }
 

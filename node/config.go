@@ -240,8 +240,15 @@ func LoadConfig(dir string) (Config, error) {
 	if err != nil {
 		return c, err
 	}
+	return DecodeConfig(b, filepath.Join(dir, ConfigFile))
+}
+
+// DecodeConfig decodes and validates a config file's content; name is the
+// file's name, for errors.
+func DecodeConfig(b []byte, name string) (Config, error) {
+	var c Config
 	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("%w: %s: %v", ErrConfig, filepath.Join(dir, ConfigFile), err)
+		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
 	}
 	return c, c.Validate()
 }
