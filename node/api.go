@@ -165,9 +165,12 @@ type Status struct {
 	ID         string           `json:"id"`
 	Version    string           `json:"version"`
 	Protocol   int              `json:"protocol"`
+	Schema     int              `json:"schema"`
 	Roles      []schema.Role    `json:"roles"`
 	Network    string           `json:"network"`
 	Trust      string           `json:"trust"`
+	Encrypted  bool             `json:"encrypted"`       // the store is encrypted at rest
+	PrivateNet bool             `json:"private_network"` // the mesh uses a private-network key
 	Orgs       []string         `json:"orgs"`
 	Addrs      []string         `json:"addrs"`
 	Started    time.Time        `json:"started"`
@@ -217,6 +220,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		ID: n.ID().String(), Version: Version, Protocol: mesh.ProtocolVersion,
 		Roles: n.cfg.Roles, Network: n.cfg.Network, Trust: n.trustSummary(), Orgs: n.Orgs(), Addrs: n.Addrs(),
 		Started: started, Uptime: n.now().Sub(started).Round(time.Second).String(),
+		Schema: schema.CurrentVersion, Encrypted: n.cfg.Encrypt, PrivateNet: n.cfg.PnetKey != "",
 	}
 	st.StoreBytes, _ = n.store.DiskUsage(ctx)
 	var ms runtime.MemStats

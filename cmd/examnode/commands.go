@@ -173,6 +173,7 @@ func statusCmd(e *env) *cobra.Command {
 			}
 			fmt.Fprintf(w, "peer ID:   %s\nroles:     %s\nnetwork:   %s\ntrust:     %s\nversion:   %s (protocol %d)\nuptime:    %s\nstore:     %s\npeers:     %d connected\n",
 				st.ID, strings.Join(roles, ","), st.Network, st.Trust, st.Version, st.Protocol, st.Uptime, humanBytes(st.StoreBytes), st.Peers)
+			printSecurity(w, st)
 			for _, a := range st.Addrs {
 				fmt.Fprintf(w, "address:   %s\n", a)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -83,4 +84,17 @@ peer ID. The mesh uses TCP, which takes such a key (QUIC does not).`,
 func envSet(name string) bool {
 	_, ok := os.LookupEnv(name)
 	return ok
+}
+
+// printSecurity is status's line on encryption at rest, the private
+// network and the record schema version.
+func printSecurity(w io.Writer, st node.Status) {
+	rest, pn := "not encrypted", "none"
+	if st.Encrypted {
+		rest = "encrypted (AES-256)"
+	}
+	if st.PrivateNet {
+		pn = "private-network key"
+	}
+	fmt.Fprintf(w, "at rest:   %s\nhandshake: %s\nschema:    record schema version %d\n", rest, pn, st.Schema)
 }

@@ -51,6 +51,12 @@ func TestInitEncryptAndPnetKey(t *testing.T) {
 		t.Run("run", func(t *testing.T) {
 			startDaemon(t, dir)
 			mustCLI(t, "put", "--dir", dir, "C1", "/notes/n1", "encrypted hello")
+			out := mustCLI(t, "status", "--dir", dir)
+			for _, want := range []string{"at rest:   encrypted", "handshake: private-network key", "record schema version 1"} {
+				if !strings.Contains(out, want) {
+					t.Fatalf("status lacks %q:\n%s", want, out)
+				}
+			}
 		})
 	}()
 
