@@ -589,9 +589,14 @@ func readMsg(r *bufio.Reader, v any) error {
 	if n > maxHelloSize {
 		return errTooLarge
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	// Grow with what arrives rather than allocating the announced length:
+	// a peer that announces 8 MiB and sends nothing costs nothing.
+	b, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err != nil {
 		return err
+	}
+	if uint64(len(b)) != n {
+		return io.ErrUnexpectedEOF
 	}
 	return json.Unmarshal(b, v)
 }

@@ -76,6 +76,11 @@ func (b *inbox) add(data []byte, from peer.ID) (dropped int, err error) {
 // announcement in go-ds-crdt's format.
 func (b *inbox) next(ctx, closed context.Context) (announcement, error) {
 	for {
+		// A closed topic answers nothing more, even with heads pending
+		// (go-ds-crdt's Close waits for Next to return an error).
+		if err := closed.Err(); err != nil {
+			return announcement{}, err
+		}
 		b.mu.Lock()
 		if len(b.order) > 0 {
 			from := b.order[0]
