@@ -127,7 +127,11 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 			WithIndexCacheSize(opts.MemTableSize / 2)
 	}
 	if opts.InMemory {
-		bopts.Options = bopts.Options.WithInMemory(true)
+		// In memory there is no value log: badger v4.5.1 still sends values
+		// above its value threshold there and panics (index out of range in
+		// writeToLSM), so keep every value up to badger's maximum (1 MiB)
+		// in the LSM tree.
+		bopts.Options = bopts.Options.WithInMemory(true).WithValueThreshold(1 << 20)
 		dir = ""
 	} else {
 		if err := os.MkdirAll(dir, 0o700); err != nil {

@@ -63,4 +63,13 @@ func TestInMemoryStoreSyncs(t *testing.T) {
 	if err := s.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// A value over the on-disk value threshold (512 bytes) stays in memory
+	// (badger v4.5.1 panicked on it; found by FuzzFeedState).
+	big := bytes.Repeat([]byte("v"), 64<<10)
+	if err := s.Datastore().Put(context.Background(), ds.NewKey("/big"), big); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Datastore().Get(context.Background(), ds.NewKey("/big")); err != nil || !bytes.Equal(v, big) {
+		t.Fatalf("read back %d bytes, %v", len(v), err)
+	}
 }
