@@ -409,9 +409,9 @@ func (m *Mesh) pushOrg(org string) {
 }
 
 // checkHello refuses a peer of another protocol version, of a record
-// schema version this node cannot read, or of another network, with a
-// message naming both sides' versions (policy.CheckPeerVersion), or, on a gated mesh, without a valid membership of
-// its own, and disconnects it. It returns the peer's verified membership
+// schema version this node cannot read (policy.CheckPeerVersion; the
+// message names both sides' versions), of another network, or, on a gated
+// mesh, without a valid membership of its own, and disconnects it. It returns the peer's verified membership
 // (nil on an open mesh).
 func (m *Mesh) checkHello(p peer.ID, h hello) (*policy.Membership, error) {
 	var err error
@@ -556,8 +556,9 @@ func (m *Mesh) dialDue() {
 			}
 			s.nextDial = m.now().Add(s.backoff)
 			if m.ctx.Err() == nil {
-				msg := "dial: " + m.pnetHint(err).Error()
-				if msg != s.lastError && errors.Is(m.pnetHint(err), ErrHandshake) {
+				herr := m.pnetHint(err)
+				msg := "dial: " + herr.Error()
+				if msg != s.lastError && errors.Is(herr, ErrHandshake) {
 					m.log.Warn("cannot connect to a configured peer", "peer", ai.ID, "err", msg)
 				}
 				s.lastError = msg
