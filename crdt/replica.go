@@ -134,6 +134,10 @@ type Replica struct {
 	written     atomic.Uint64
 	writeErrors atomic.Uint64
 	lastCommit  atomic.Int64 // unix nanos
+
+	omu       sync.Mutex
+	own       []ownDelta // own deltas no peer is known to hold (inspect.go)
+	forgotten int
 }
 
 // Namespace is where an organisation's CRDT state lives in the shared store.
@@ -170,7 +174,7 @@ func NewReplica(opts Options, deps Deps) (*Replica, error) {
 
 	var bc gocrdt.Broadcaster
 	if deps.Broadcaster != nil {
-		bc = deps.Broadcaster
+		bc = captureBroadcaster{deps.Broadcaster}
 	}
 	cd, err := gocrdt.New(deps.Store.Datastore(), Namespace(opts.Org), deps.DAG, bc, copts)
 	if err != nil {
@@ -334,7 +338,8 @@ func (r *Replica) commit(group []*writeReq) error {
 	// Writes in flight finish even while Close waits: Close cancels r.ctx
 	// only after it stops accepting writes, so a background context here
 	// never outlives the replica.
-	ctx := context.Background()
+	col := &collector{}
+	ctx := context.WithValue(context.Background(), collectorKey{}, col)
 	b, err := r.crdt.Batch(ctx)
 	if err != nil {
 		return err
@@ -357,6 +362,11 @@ func (r *Replica) commit(group []*writeReq) error {
 	if err := r.store.Sync(ctx); err != nil {
 		return fmt.Errorf("crdt: %s: sync: %w", r.org, err)
 	}
+	n := 0
+	for _, req := range group {
+		n += len(req.ops)
+	}
+	r.noteOwn(ctx, col, n)
 	return nil
 }
 

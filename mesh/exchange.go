@@ -68,7 +68,8 @@ type peerState struct {
 	lastExchange time.Time
 	lastError    string
 	exchanges    uint64
-	member       *policy.Membership // verified; nil on an open mesh or before the hello
+	member       *policy.Membership   // verified; nil on an open mesh or before the hello
+	heads        map[string]PeerHeads // by organisation: the heads it last sent in an exchange
 
 	dialing  bool
 	nextDial time.Time
@@ -94,6 +95,31 @@ type PeerInfo struct {
 	Exchanges    uint64        `json:"exchanges"`
 	LastError    string        `json:"last_error,omitempty"`
 	RTT          time.Duration `json:"rtt_ns,omitempty"`
+}
+
+// PeerHeads is what a peer last said its heads of one organisation were,
+// in a heads exchange (either side's). Heads is in go-ds-crdt's broadcast
+// format; an empty Heads means an empty replica.
+type PeerHeads struct {
+	Peer  peer.ID
+	Heads []byte
+	At    time.Time
+}
+
+// HeadsOf returns, for every peer that sent heads of org in an exchange,
+// the last it sent, connected or not. Gossipsub announcements do not
+// count: they carry one new head, not a peer's whole set.
+func (m *Mesh) HeadsOf(org string) []PeerHeads {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []PeerHeads
+	for _, s := range m.book {
+		if h, ok := s.heads[org]; ok {
+			out = append(out, h)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	return out
 }
 
 // Peers returns the peer book, sorted by peer ID.
@@ -291,7 +317,9 @@ func (m *Mesh) exchange(p peer.ID) error {
 	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(exchangeTimeout))
-	if err := writeMsg(s, m.helloWithHeads(p, nil)); err != nil {
+	req := m.helloWithHeads(p, nil)
+	sent := time.Now()
+	if err := writeMsg(s, req); err != nil {
 		s.Reset()
 		return err
 	}
@@ -300,6 +328,9 @@ func (m *Mesh) exchange(p peer.ID) error {
 		s.Reset()
 		return err
 	}
+	// The exchange's round trip is the peer's RTT (PeerInfo.RTT): one
+	// request and its answer, which the responder writes at once.
+	m.host.Peerstore().RecordLatency(p, time.Since(sent))
 	member, err := m.checkHello(p, reply)
 	if err != nil {
 		return err
@@ -384,8 +415,14 @@ func (m *Mesh) deliverHeads(p peer.ID, member *policy.Membership, heads map[stri
 	for org, h := range heads {
 		if t := m.topics[org]; t != nil {
 			if !m.mayAnnounce(member, org) {
-				t.count.rejected.Add(1)
+				t.count.reject(RejectNoMembership)
 				continue
+			}
+			if st := m.book[p]; st != nil {
+				if st.heads == nil {
+					st.heads = map[string]PeerHeads{}
+				}
+				st.heads[org] = PeerHeads{Peer: p, Heads: h, At: m.now()}
 			}
 			deliveries = append(deliveries, func() { t.deliver(h, p, &t.count.exchanged) })
 		}

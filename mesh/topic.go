@@ -21,6 +21,27 @@ type topicCounters struct {
 	exchanged atomic.Uint64 // head sets from direct exchanges handed to the reader
 	dropped   atomic.Uint64 // announcements thrown away (gossipsub or a full inbox)
 	rejected  atomic.Uint64 // announcements gossipsub validation rejected
+
+	rmu     sync.Mutex
+	reasons map[string]uint64 // rejected, by reason
+}
+
+// Reasons an announcement is rejected (TopicStats.RejectedByReason).
+const (
+	RejectNoMembership = "no membership for this organisation"
+	RejectUnverified   = "sender's membership not verified yet"
+	RejectMalformed    = "malformed announcement"
+)
+
+// reject counts one rejected announcement and why.
+func (c *topicCounters) reject(reason string) {
+	c.rejected.Add(1)
+	c.rmu.Lock()
+	if c.reasons == nil {
+		c.reasons = map[string]uint64{}
+	}
+	c.reasons[reason]++
+	c.rmu.Unlock()
 }
 
 // TopicStats counts a topic's announcements since the node started.
@@ -30,6 +51,9 @@ type TopicStats struct {
 	Exchanged uint64 `json:"exchanged"`
 	Dropped   uint64 `json:"dropped"`
 	Rejected  uint64 `json:"rejected"`
+	// RejectedByReason splits Rejected by reason (the Reject* constants,
+	// or gossipsub's own reason).
+	RejectedByReason map[string]uint64 `json:"rejected_by_reason,omitempty"`
 }
 
 // TopicName is the gossipsub topic of an organisation in a network.
@@ -167,12 +191,22 @@ func (t *Topic) Next(ctx context.Context) ([]byte, error) {
 func (t *Topic) Stats() TopicStats { return t.count.snapshot() }
 
 func (c *topicCounters) snapshot() TopicStats {
+	var by map[string]uint64
+	c.rmu.Lock()
+	if len(c.reasons) > 0 {
+		by = make(map[string]uint64, len(c.reasons))
+		for k, v := range c.reasons {
+			by[k] = v
+		}
+	}
+	c.rmu.Unlock()
 	return TopicStats{
-		Published: c.published.Load(),
-		Received:  c.received.Load(),
-		Exchanged: c.exchanged.Load(),
-		Dropped:   c.dropped.Load(),
-		Rejected:  c.rejected.Load(),
+		RejectedByReason: by,
+		Published:        c.published.Load(),
+		Received:         c.received.Load(),
+		Exchanged:        c.exchanged.Load(),
+		Dropped:          c.dropped.Load(),
+		Rejected:         c.rejected.Load(),
 	}
 }
 
@@ -182,7 +216,7 @@ func (c *topicCounters) snapshot() TopicStats {
 func (t *Topic) deliver(data []byte, from peer.ID, c *atomic.Uint64) {
 	dropped, err := t.inbox.add(data, from)
 	if err != nil {
-		t.count.rejected.Add(1)
+		t.count.reject(RejectMalformed)
 		t.m.log.Debug("malformed head announcement", "org", t.org, "peer", from, "err", err)
 		return
 	}

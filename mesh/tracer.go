@@ -17,7 +17,13 @@ func (t dropTracer) UndeliverableMessage(msg *pubsub.Message) {
 }
 
 func (t dropTracer) RejectMessage(msg *pubsub.Message, reason string) {
-	t.m.countTopic(msg.GetTopic(), func(c *topicCounters) { c.rejected.Add(1) })
+	switch reason {
+	case pubsub.RejectValidationFailed: // the gated topics' validator rejects only non-members
+		reason = RejectNoMembership
+	case pubsub.RejectValidationIgnored:
+		reason = RejectUnverified
+	}
+	t.m.countTopic(msg.GetTopic(), func(c *topicCounters) { c.reject(reason) })
 }
 
 func (dropTracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
