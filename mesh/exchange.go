@@ -178,6 +178,15 @@ func (m *Mesh) Stats(org string) TopicStats {
 // completed since it started.
 func (m *Mesh) ExchangesCompleted() uint64 { return m.exchangesOK.Load() }
 
+// ExchangeWith queues a heads exchange with p, if it is connected.
+func (m *Mesh) ExchangeWith(p peer.ID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.book[p]; s != nil && s.connected {
+		m.enqueueLocked(p)
+	}
+}
+
 // ExchangeNow queues a heads exchange with every connected peer.
 func (m *Mesh) ExchangeNow() {
 	m.mu.Lock()

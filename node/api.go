@@ -183,6 +183,10 @@ type Status struct {
 	Verdict    string           `json:"verdict"`
 	Problems   []string         `json:"problems,omitempty"`
 	Replicas   []ReplicaSummary `json:"replicas"`
+	// Versions of examnode, its protocol and the modules replication rests on.
+	Versions map[string]string `json:"versions"`
+	// Bundles counts result bundles per organisation and state.
+	Bundles []BundleSummary `json:"bundles"`
 }
 
 // ReplicaSummary is one organisation's line in Status and Sync.
@@ -191,6 +195,13 @@ type ReplicaSummary struct {
 	Records       int             `json:"records"`
 	Announcements mesh.TopicStats `json:"announcements"`
 	Peers         []string        `json:"peers"`
+	// DAGSize counts the DAG nodes (deltas) the replica has processed.
+	DAGSize int `json:"dag_size"`
+	// Refused counts what arrived and was refused since start (head
+	// announcements from peers without a membership, malformed ones), by
+	// reason in RefusedByReason.
+	Refused         uint64            `json:"refused"`
+	RefusedByReason map[string]uint64 `json:"refused_by_reason"`
 }
 
 // PullCounters count bulk DAG pulls since the node started.
@@ -256,6 +267,11 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		}
 		st.Replicas = append(st.Replicas, rs)
 	}
+	st.Versions = versions()
+	st.Bundles = n.bundleSummaries(ctx)
+	if !catching {
+		catching = catchingUp(n.peerSync(ctx, m, nil))
+	}
 	switch {
 	case len(st.Problems) > 0:
 		st.Verdict = VerdictErrors
@@ -276,6 +292,7 @@ func (n *Node) replicaSummary(ctx context.Context, org string) (ReplicaSummary, 
 	}
 	rs := ReplicaSummary{Stats: rep.Stats(ctx), Announcements: n.mesh.Stats(org)}
 	rs.Records, _ = rep.Count(ctx, "/")
+	n.inspectReplica(ctx, rep, &rs)
 	for _, p := range n.mesh.PeersOf(org) {
 		rs.Peers = append(rs.Peers, p.String())
 	}
@@ -297,19 +314,11 @@ func (n *Node) handlePeers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleSync(w http.ResponseWriter, r *http.Request) {
-	orgs := n.Orgs()
-	if o := r.URL.Query().Get("org"); o != "" {
-		orgs = []string{o}
-	}
-	out := []ReplicaSummary{}
-	for _, org := range orgs {
-		rs, err := n.replicaSummary(r.Context(), org)
-		if err != nil {
-			s, c := statusOf(err)
-			writeErr(w, s, c, err)
-			return
-		}
-		out = append(out, rs)
+	out, err := n.Sync(r.Context(), r.URL.Query().Get("org"))
+	if err != nil {
+		s, c := statusOf(err)
+		writeErr(w, s, c, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -120,8 +120,8 @@ func (c *Client) Peers(ctx context.Context) ([]mesh.PeerInfo, error) {
 }
 
 // Sync fetches per-organisation replication state ("" for all).
-func (c *Client) Sync(ctx context.Context, org string) ([]ReplicaSummary, error) {
-	var out []ReplicaSummary
+func (c *Client) Sync(ctx context.Context, org string) ([]OrgSync, error) {
+	var out []OrgSync
 	p := "/v1/sync"
 	if org != "" {
 		p += "?org=" + url.QueryEscape(org)

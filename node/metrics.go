@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -47,6 +48,12 @@ var (
 	descAnnounce   = prometheus.NewDesc("examnode_announcements_total", "Head announcements since start, per organisation: published, received (gossipsub), exchanged (direct heads exchange), dropped, rejected.", []string{"org", "event"}, nil)
 	descPulls      = prometheus.NewDesc("examnode_pulls_total", "Bulk DAG pulls since start, by result.", []string{"result"}, nil)
 	descPullBlocks = prometheus.NewDesc("examnode_pulled_blocks_total", "Blocks fetched by bulk DAG pulls since start.", nil, nil)
+	descDAGSize    = prometheus.NewDesc("examnode_dag_nodes", "DAG nodes (deltas) processed, per organisation.", []string{"org"}, nil)
+	descRefused    = prometheus.NewDesc("examnode_refused_total", "What arrived and was refused since start, per organisation and reason (see GET /v1/sync refused_by_reason).", []string{"org", "reason"}, nil)
+	descPeerBehind = prometheus.NewDesc("examnode_peer_behind_deltas", "Per peer and organisation: heights the peer lacked at its last heads exchange (0: none).", []string{"org", "peer"}, nil)
+	descPeerAhead  = prometheus.NewDesc("examnode_peer_missing_heads", "Per peer and organisation: heads the peer sent at its last exchange that this node does not hold (yet).", []string{"org", "peer"}, nil)
+	descUnconfirm  = prometheus.NewDesc("examnode_unconfirmed_records", "VMs: records written here that no other machine is known to hold.", []string{"org"}, nil)
+	descBundles    = prometheus.NewDesc("examnode_bundles", "Result bundles per organisation and state (pending: not yet confirmed by an archive receipt).", []string{"org", "state"}, nil)
 )
 
 // nodeCollector collects the node's metrics at scrape time.
@@ -55,7 +62,7 @@ type nodeCollector struct{ n *Node }
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descVerdict, descUptime, descStore, descPeers, descPeersKnown, descPeerState,
 		descRecords, descByKind, descHeads, descHeight, descQueued, descDirty, descGroups, descWritten, descWriteErr,
-		descAnnounce, descPulls, descPullBlocks} {
+		descAnnounce, descPulls, descPullBlocks, descDAGSize, descRefused, descPeerBehind, descPeerAhead, descUnconfirm, descBundles} {
 		ch <- d
 	}
 }
@@ -85,6 +92,24 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descPeersKnown, float64(len(n.mesh.Peers())))
 	for _, ps := range n.peerSync(ctx, n.mesh, nil) {
 		gauge(descPeerState, 1, ps.Org, ps.Peer, ps.State)
+		if ps.Org != "" {
+			gauge(descPeerBehind, float64(ps.Behind), ps.Org, ps.Peer)
+			gauge(descPeerAhead, float64(ps.Missing), ps.Org, ps.Peer)
+		}
+	}
+	for _, b := range st.Bundles {
+		for _, s := range BundleStates {
+			gauge(descBundles, float64(b.States[s]), b.Org, s)
+		}
+	}
+	if n.cfg.Has(schema.RoleVM) {
+		if syncs, err := n.Sync(ctx, ""); err == nil {
+			for _, s := range syncs {
+				if s.Unconfirmed != nil {
+					gauge(descUnconfirm, float64(s.Unconfirmed.Records), s.Org)
+				}
+			}
+		}
 	}
 	for _, r := range st.Replicas {
 		gauge(descRecords, float64(r.Records), r.Org)
@@ -108,6 +133,15 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descAnnounce, a.Exchanged, r.Org, "exchanged")
 		counter(descAnnounce, a.Dropped, r.Org, "dropped")
 		counter(descAnnounce, a.Rejected, r.Org, "rejected")
+		gauge(descDAGSize, float64(r.DAGSize), r.Org)
+		for _, reason := range []string{mesh.RejectNoMembership, mesh.RejectUnverified, mesh.RejectMalformed} {
+			if _, ok := r.RefusedByReason[reason]; !ok {
+				counter(descRefused, 0, r.Org, reason) // a series from the start
+			}
+		}
+		for reason, v := range r.RefusedByReason {
+			counter(descRefused, v, r.Org, reason)
+		}
 	}
 	counter(descPulls, st.Pulls.Completed, "completed")
 	counter(descPulls, st.Pulls.Failed, "failed")

@@ -30,14 +30,10 @@ package node
 //
 // # What "in sync" means here
 //
-// A node cannot see a peer's heads (the heads exchange hands them to
-// go-ds-crdt inside mesh). So the state of a peer, per organisation, is:
-// "disconnected"; "error" (the peer book holds an error for it);
-// "behind" when this node still has DAG jobs queued for the organisation,
-// or when its last commit is newer than its last heads exchange with the
-// peer (by more than commitSlack: the exchange a commit triggers runs
-// before the commit's fsync returns); otherwise "in sync": connected, and the last exchange came after
-// every commit here, with nothing left to fetch. The CLI calls the time
+// A peer's state per organisation comes from the heads it last sent in a
+// heads exchange, compared with this node's (see inspect.go): in sync,
+// behind (by how many heights), ahead (it holds heads this node is still
+// fetching), unknown, disconnected or error. The CLI calls the time
 // "last exchange", not "converged".
 
 import (
@@ -115,6 +111,12 @@ type PeerSync struct {
 	Received       map[string]int `json:"received,omitempty"` // records credited to this peer, by kind
 	Offered        map[string]int `json:"offered,omitempty"`  // records written here while it was connected
 	LastError      string         `json:"last_error,omitempty"`
+	// From the peer's last heads of Org (inspect.go): when it sent them,
+	// how many heights it lacked, how many of its heads this node lacked.
+	HeadsAt time.Time     `json:"heads_at,omitzero"`
+	Behind  uint64        `json:"behind,omitempty"`
+	Missing int           `json:"missing,omitempty"`
+	RTT     time.Duration `json:"rtt_ns,omitempty"`
 }
 
 // History is the answer of GET /v1/history.
@@ -191,6 +193,7 @@ func (o *observer) start() {
 				return
 			case <-t.C:
 				o.sample()
+				o.n.reconcile(o.ctx) // inspect.go
 			}
 		}
 	}()
@@ -456,69 +459,6 @@ func (n *Node) History(ctx context.Context, org, peer string) (History, error) {
 		}
 	}
 	return h, nil
-}
-
-// peerSync computes the state of every peer, per organisation both carry.
-func (n *Node) peerSync(ctx context.Context, m *mesh.Mesh, links map[linkKey]linkStats) []PeerSync {
-	mine := n.Orgs()
-	type repState struct {
-		queued     int
-		lastCommit time.Time
-	}
-	reps := map[string]repState{}
-	for _, org := range mine {
-		if rep, err := n.Replica(org); err == nil {
-			st := rep.Stats(ctx)
-			reps[org] = repState{st.QueuedJobs, st.LastCommit}
-		}
-	}
-	var out []PeerSync
-	for _, p := range m.Peers() {
-		var shared []string
-		for _, org := range p.Orgs {
-			if slices.Contains(mine, org) {
-				shared = append(shared, org)
-			}
-		}
-		if len(shared) == 0 {
-			shared = []string{""}
-		}
-		for _, org := range shared {
-			ps := PeerSync{
-				Org: org, Peer: p.ID, Roles: p.Roles, Connected: p.Connected, LAN: p.LAN,
-				LastSeen: p.LastSeen, LastExchange: p.LastExchange, LastError: p.LastError,
-			}
-			if l, ok := links[linkKey{org, p.ID}]; ok {
-				if p.Connected {
-					ps.ConnectedSince = l.connectedSince
-				}
-				if len(l.received) > 0 {
-					ps.Received = l.received
-				}
-				if len(l.offered) > 0 {
-					ps.Offered = l.offered
-				}
-			}
-			rs := reps[org]
-			switch {
-			case !p.Connected:
-				ps.State, ps.Reason = StateDisconnected, "not connected"
-			case p.LastError != "":
-				ps.State, ps.Reason = StateError, p.LastError
-			case org != "" && rs.queued > 0:
-				ps.State, ps.Reason = StateBehind, fmt.Sprintf("this node is fetching %d DAG jobs", rs.queued)
-			case org != "" && p.LastExchange.Before(rs.lastCommit.Add(-commitSlack)):
-				ps.State, ps.Reason = StateBehind, "not yet sent the heads of this node's last commit"
-			default:
-				ps.State = StateInSync
-				if org == "" {
-					ps.Reason = "connected; shares no organisation with this node"
-				}
-			}
-			out = append(out, ps)
-		}
-	}
-	return out
 }
 
 func (n *Node) handleHistory(w http.ResponseWriter, r *http.Request) {
