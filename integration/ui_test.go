@@ -14,9 +14,13 @@ import (
 )
 
 // TestStatusPageInChromium loads vm1's status page in headless Chromium
-// while vm1 is cut off from vm2, and checks that the graph shows central
-// in sync and vm2 disconnected. The screenshot goes to
-// $EXAMNODE_UI_ARTIFACTS (if set) or the test's temporary directory.
+// while vm1 is cut off from vm2 and has written a record since, and checks
+// that the graph shows central (drawn above, as central) in sync and vm2
+// (a VM of the centre, below) disconnected and one delta behind, the
+// organisation's lag and its bundle counts. The screenshot status-page.png
+// goes to $EXAMNODE_UI_ARTIFACTS if set (.ci/run sets .ci/artifacts), else
+// to the test's artifact directory (kept with go test -artifacts
+// -outputdir DIR).
 func TestStatusPageInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -28,13 +32,17 @@ func TestStatusPageInChromium(t *testing.T) {
 	if _, err := apiClient(vm1).Put(ctx, org, "/results/r1", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
+	waitState(t, vm1, vm2.ID().String(), node.StateInSync)
 	c.Partition(1, 2)
 	waitState(t, vm1, vm2.ID().String(), node.StateDisconnected)
+	if _, err := apiClient(vm1).Put(ctx, org, "/results/r2", []byte("v")); err != nil {
+		t.Fatal(err)
+	}
 	waitState(t, vm1, central.ID().String(), node.StateInSync)
 
 	artifacts := os.Getenv("EXAMNODE_UI_ARTIFACTS")
 	if artifacts == "" {
-		artifacts = t.TempDir()
+		artifacts = t.ArtifactDir()
 	} else if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -56,10 +64,11 @@ func TestStatusPageInChromium(t *testing.T) {
 		}
 		return out, nil
 	}
+	// peerState is the state, role, delta lag and height of peer id's node in the graph.
 	peerState := func(dom []byte, id string) string {
-		re := regexp.MustCompile(`<g class="peer [^"]*" data-peer="` + regexp.QuoteMeta(id) + `" data-state="([^"]+)"`)
+		re := regexp.MustCompile(`<g class="peer [^"]*" data-peer="` + regexp.QuoteMeta(id) + `" data-state="([^"]+)" data-role="([^"]+)" data-behind="(\d+)"[^>]*>(?:<title>[^<]*</title>)?<circle cx="[^"]+" cy="([^"]+)"`)
 		if m := re.FindSubmatch(dom); m != nil {
-			return string(m[1])
+			return fmt.Sprintf("%s %s behind=%s y=%s", m[1], m[2], m[3], m[4])
 		}
 		return ""
 	}
@@ -72,10 +81,10 @@ func TestStatusPageInChromium(t *testing.T) {
 		if !regexp.MustCompile(`<body data-loaded="1"`).Match(dom) {
 			return false, fmt.Errorf("page did not load its data")
 		}
-		if s := peerState(dom, central.ID().String()); s != node.StateInSync {
+		if s := peerState(dom, central.ID().String()); s != "in sync central behind=0 y=60" {
 			return false, fmt.Errorf("central drawn %q", s)
 		}
-		if s := peerState(dom, vm2.ID().String()); s != node.StateDisconnected {
+		if s := peerState(dom, vm2.ID().String()); s != "disconnected vm behind=1 y=370" {
 			return false, fmt.Errorf("vm2 drawn %q", s)
 		}
 		return true, nil
@@ -83,7 +92,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("status page: %v\n%s", err, dom)
 	}
-	for _, want := range []string{`data-peer="` + vm1.ID().String() + `"`, `data-verdict="in sync"`, `data-org="` + org + `"`, `data-event="disconnected"`} {
+	for _, want := range []string{`data-peer="` + vm1.ID().String() + `"`, `data-verdict="in sync"`, `data-org="` + org + `" data-lag="1" data-queued="0"`, `data-bundle-org="` + org + `" data-pending="0"`, `data-event="disconnected"`, `test centre ` + org} {
 		if !regexp.MustCompile(regexp.QuoteMeta(want)).Match(dom) {
 			t.Errorf("page lacks %s", want)
 		}
