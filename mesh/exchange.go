@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 
 	"github.com/examnode/examnode/policy"
 )
@@ -70,6 +71,7 @@ type peerState struct {
 	exchanges    uint64
 	member       *policy.Membership   // verified; nil on an open mesh or before the hello
 	heads        map[string]PeerHeads // by organisation: the heads it last sent in an exchange
+	lastPing     time.Time
 
 	dialing  bool
 	nextDial time.Time
@@ -326,9 +328,7 @@ func (m *Mesh) exchange(p peer.ID) error {
 	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(exchangeTimeout))
-	req := m.helloWithHeads(p, nil)
-	sent := time.Now()
-	if err := writeMsg(s, req); err != nil {
+	if err := writeMsg(s, m.helloWithHeads(p, nil)); err != nil {
 		s.Reset()
 		return err
 	}
@@ -337,9 +337,6 @@ func (m *Mesh) exchange(p peer.ID) error {
 		s.Reset()
 		return err
 	}
-	// The exchange's round trip is the peer's RTT (PeerInfo.RTT): one
-	// request and its answer, which the responder writes at once.
-	m.host.Peerstore().RecordLatency(p, time.Since(sent))
 	member, err := m.checkHello(p, reply)
 	if err != nil {
 		return err
@@ -351,7 +348,38 @@ func (m *Mesh) exchange(p peer.ID) error {
 	m.notePeer(p, reply, member, true)
 	m.deliverHeads(p, member, reply.Heads)
 	m.exchangesOK.Add(1)
+	m.pingMaybe(ctx, p)
 	return nil
+}
+
+// pingInterval is how often, at most, the exchange worker measures a
+// peer's round trip time.
+const pingInterval = 10 * time.Second
+
+// pingMaybe measures p's round trip with libp2p's ping protocol, which
+// records it in the peerstore (PeerInfo.RTT), if the last measure is
+// older than pingInterval. It runs in the exchange worker, after an
+// exchange, so a peer is pinged only while heads are exchanged with it.
+func (m *Mesh) pingMaybe(ctx context.Context, p peer.ID) {
+	m.mu.Lock()
+	s := m.book[p]
+	due := s != nil && m.now().Sub(s.lastPing) >= pingInterval
+	if due {
+		s.lastPing = m.now()
+	}
+	m.mu.Unlock()
+	if !due {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	select {
+	case res := <-ping.Ping(ctx, m.host, p):
+		if res.Error != nil {
+			m.log.Debug("ping failed", "peer", p, "err", res.Error)
+		}
+	case <-ctx.Done():
+	}
 }
 
 // handleSync answers a peer's hello with this node's heads for the

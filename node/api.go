@@ -233,7 +233,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		Started: started, Uptime: n.now().Sub(started).Round(time.Second).String(),
 		Schema: schema.CurrentVersion, Encrypted: n.cfg.Encrypt, PrivateNet: n.cfg.PnetKey != "",
 	}
-	st.StoreBytes, _ = n.store.DiskUsage(ctx)
+	st.StoreBytes = n.storeBytes() // inspect.go
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st.Goroutines, st.HeapBytes = runtime.NumGoroutine(), ms.HeapAlloc

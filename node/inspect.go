@@ -40,7 +40,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"maps"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"sort"
@@ -313,6 +315,26 @@ func (n *Node) reconcile(ctx context.Context) {
 			m.ExchangeWith(ph.Peer)
 		}
 	}
+}
+
+// storeBytes is what the badger store takes on disk: the blocks its files
+// occupy. Badger preallocates its value log and memtable files sparsely,
+// and its own size estimate is refreshed once a minute, so neither the
+// files' lengths nor badger's figure would do.
+func (n *Node) storeBytes() uint64 {
+	var total uint64
+	_ = filepath.WalkDir(filepath.Join(n.dir, StoreDir), func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		total += allocated(fi)
+		return nil
+	})
+	return total
 }
 
 // catchingUp says whether a connected peer holds heads this node does not.
