@@ -264,7 +264,7 @@ func (n *Node) peerSync(ctx context.Context, m *mesh.Mesh, links map[linkKey]lin
 			case !p.Connected:
 				why := "not connected"
 				if !ps.HeadsAt.IsZero() && ps.State != StateInSync {
-					why += "; at its last exchange it " + ps.Reason
+					why += "; as of its last heads it " + ps.Reason
 				}
 				ps.State, ps.Reason = StateDisconnected, why
 			case p.LastError != "":

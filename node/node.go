@@ -368,8 +368,20 @@ func (n *Node) onPeerOrgs(p peer.ID, roles, orgs []string) {
 			n.log.Warn("peer presents an invalid organisation", "peer", p, "org", org)
 			continue
 		}
+		held := slices.Contains(n.Orgs(), org)
 		if err := n.AddOrg(org); err != nil && !errors.Is(err, ErrClosed) {
 			n.log.Warn("cannot open organisation from peer", "peer", p, "org", org, "err", err)
+		} else if err == nil && !held {
+			// The hellos that told connected peers (p among them) which
+			// organisations this node carries may have gone before this one
+			// opened: exchange again, so that they push their commits here
+			// and see this node's state.
+			n.mu.Lock()
+			m := n.mesh
+			n.mu.Unlock()
+			if m != nil {
+				m.ExchangeNow()
+			}
 		}
 	}
 }

@@ -71,6 +71,7 @@ const (
 	EventReceived     = "received" // records that arrived from the mesh
 	EventWritten      = "written"  // records written here (offered to the connected peers)
 	EventCaughtUp     = "caught up"
+	EventConverged    = "converged" // a peer's heads now agree with this node's
 	EventError        = "error"
 )
 
@@ -160,6 +161,7 @@ type observer struct {
 	links      map[linkKey]*linkStats
 	pullErr    uint64
 	lastSample time.Time
+	states     map[linkKey]string // each peer's state per organisation at the last sample
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -360,6 +362,29 @@ func (o *observer) sample() {
 		}
 		s.rejected, s.dropped, s.writeErrs, s.queued = ts.Rejected, ts.Dropped, st.WriteErrors, st.QueuedJobs
 	}
+	o.noteConverged(ctx, m, now)
+}
+
+// noteConverged records a "converged" event when a peer's heads of an
+// organisation come to agree with this node's after they did not (or
+// when it is first seen in sync).
+func (o *observer) noteConverged(ctx context.Context, m *mesh.Mesh, now time.Time) {
+	next := map[linkKey]string{}
+	for _, ps := range o.n.peerSync(ctx, m, nil) {
+		if ps.Org == "" {
+			continue
+		}
+		k := linkKey{ps.Org, ps.Peer}
+		next[k] = ps.State
+		if prev, ok := o.states[k]; ps.State == StateInSync && (!ok || prev != StateInSync) {
+			detail := "heads agree"
+			if ok {
+				detail += " (was " + prev + ")"
+			}
+			o.add(HistoryEvent{At: now, Event: EventConverged, Org: ps.Org, Peer: ps.Peer, Detail: detail})
+		}
+	}
+	o.states = next
 }
 
 // followFeed reads org's feed since the last sample and records what was

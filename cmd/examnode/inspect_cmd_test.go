@@ -229,7 +229,7 @@ func TestInspectCommandsAgainstACluster(t *testing.T) {
 	for _, e := range h.Events {
 		kinds = append(kinds, e.Event)
 	}
-	for _, want := range []string{node.EventConnected, node.EventDisconnected, node.EventWritten, node.EventError} {
+	for _, want := range []string{node.EventConnected, node.EventDisconnected, node.EventWritten, node.EventConverged, node.EventError} {
 		if !strings.Contains(strings.Join(kinds, ","), want) {
 			t.Fatalf("vm1's history lacks %q: %v", want, kinds)
 		}

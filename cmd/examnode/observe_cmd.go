@@ -19,13 +19,21 @@ func historyCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "history",
 		Short: "Sync log per organisation and peer: connections, records received and written, errors",
-		Long: `history shows, for every peer and organisation this node shares with it, its
-sync state and when heads were last exchanged (a node cannot see a peer's heads,
-so "last exchange" is as close to "converged" as it can tell), then the log of
-events since the daemon started (the last 1000): peers connecting and
-disconnecting, records received (credited to a peer when it was the only
-connected peer of the organisation, else to the peers they came through),
-records written here, catching up, and errors.`,
+		Long: `history shows, for every peer and organisation this node shares with it:
+
+  STATE          its sync state, from the heads it last sent (see examnode sync --help)
+  LAST EXCHANGE  when this node last completed a heads exchange it started with it
+  CONNECTED      since when it is connected
+  RECEIVED       records credited to it, by kind (when it was the only connected
+                 peer of the organisation; otherwise events say "via" the peers)
+  OFFERED        records written here while it was connected, by kind
+  WHY            the reason behind a state other than in sync
+
+then the log of events since the daemon started (the last 1000): connected and
+disconnected (LAN or WAN, address), received and written (counts by kind),
+converged (a peer's heads came to agree with this node's), caught up (this node
+fetched everything it was told of), and error (refusals, dropped announcements,
+failed dials, pulls and writes).`,
 		Example: `  examnode history
   examnode history --org C1 --peer 12D3KooW... --watch`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
