@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/examnode/examnode/node"
+	"github.com/examnode/examnode/schema"
 )
 
 // TestStatusPageInChromium loads vm1's status page in headless Chromium
 // while vm1 is cut off from vm2 and has written a record since, and checks
-// that the graph shows central (drawn above, as central) in sync and vm2
+// that the graph shows central and the archive (drawn above) in sync and vm2
 // (a VM of the centre, below) disconnected and one delta behind, the
 // organisation's lag and its bundle counts. The screenshot status-page.png
 // goes to $EXAMNODE_UI_ARTIFACTS if set (.ci/run sets .ci/artifacts), else
@@ -28,7 +29,11 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	c := makeN(t, 3, testTuning())
 	ctx := context.Background()
-	central, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
+	if _, err := c.Add(ctx, Spec{Name: "archive", Role: schema.RoleArchive, Orgs: []string{org}}); err != nil {
+		t.Fatal(err)
+	}
+	central, vm1, vm2, archive := c.Node(0), c.Node(1), c.Node(2), c.Node(3)
+	waitState(t, vm1, archive.ID().String(), node.StateInSync)
 	if _, err := apiClient(vm1).Put(ctx, org, "/results/r1", []byte("v")); err != nil {
 		t.Fatal(err)
 	}
@@ -86,6 +91,9 @@ func TestStatusPageInChromium(t *testing.T) {
 		}
 		if s := peerState(dom, vm2.ID().String()); s != "disconnected vm behind=1 y=370" {
 			return false, fmt.Errorf("vm2 drawn %q", s)
+		}
+		if s := peerState(dom, archive.ID().String()); s != "in sync archive behind=0 y=60" {
+			return false, fmt.Errorf("archive drawn %q", s)
 		}
 		return true, nil
 	})
