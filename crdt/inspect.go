@@ -86,8 +86,9 @@ func (r *Replica) noteOwn(ctx context.Context, col *collector, n int) {
 }
 
 // delta reads a DAG node of this replica from the local blockstore: its
-// height (go-ds-crdt's priority) and its children. ok is false when the
-// block is not held here.
+// height (go-ds-crdt's priority) and its children. It fails (with the
+// blockstore's not-found error) when the block is not held here; it never
+// asks the network.
 func (r *Replica) delta(ctx context.Context, c cid.Cid) (height uint64, links []cid.Cid, err error) {
 	b, err := r.store.Blockstore().Get(ctx, c)
 	if err != nil {

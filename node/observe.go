@@ -40,9 +40,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -139,6 +141,7 @@ type orgSample struct {
 	cursor    uint64
 	pulls     uint64
 	rejected  uint64
+	byReason  map[string]uint64 // rejected, by reason
 	dropped   uint64
 	writeErrs uint64
 	queued    int
@@ -339,7 +342,7 @@ func (o *observer) sample() {
 		if s == nil {
 			// First sight of org: count from here.
 			last, _ := f.lastSeq(org)
-			o.orgs[org] = &orgSample{cursor: last, rejected: ts.Rejected, dropped: ts.Dropped, writeErrs: st.WriteErrors, queued: st.QueuedJobs}
+			o.orgs[org] = &orgSample{cursor: last, rejected: ts.Rejected, byReason: ts.RejectedByReason, dropped: ts.Dropped, writeErrs: st.WriteErrors, queued: st.QueuedJobs}
 			continue
 		}
 		var via []string
@@ -349,7 +352,13 @@ func (o *observer) sample() {
 		sort.Strings(via)
 		o.followFeed(ctx, f, org, s, via, now)
 		if ts.Rejected > s.rejected {
-			o.add(HistoryEvent{At: now, Event: EventError, Org: org, Count: int(ts.Rejected - s.rejected), Detail: "announcements rejected (peer without a membership for this organisation)"})
+			var why []string
+			for _, reason := range slices.Sorted(maps.Keys(ts.RejectedByReason)) {
+				if d := ts.RejectedByReason[reason] - s.byReason[reason]; d > 0 {
+					why = append(why, fmt.Sprintf("%s: %d", reason, d))
+				}
+			}
+			o.add(HistoryEvent{At: now, Event: EventError, Org: org, Count: int(ts.Rejected - s.rejected), Detail: "announcements refused (" + strings.Join(why, "; ") + ")"})
 		}
 		if ts.Dropped > s.dropped {
 			o.add(HistoryEvent{At: now, Event: EventError, Org: org, Count: int(ts.Dropped - s.dropped), Detail: "announcements dropped (the heads exchange makes up for them)"})
@@ -360,7 +369,7 @@ func (o *observer) sample() {
 		if s.queued > 0 && st.QueuedJobs == 0 {
 			o.add(HistoryEvent{At: now, Event: EventCaughtUp, Org: org, Detail: "fetched everything peers announced"})
 		}
-		s.rejected, s.dropped, s.writeErrs, s.queued = ts.Rejected, ts.Dropped, st.WriteErrors, st.QueuedJobs
+		s.rejected, s.byReason, s.dropped, s.writeErrs, s.queued = ts.Rejected, ts.RejectedByReason, ts.Dropped, st.WriteErrors, st.QueuedJobs
 	}
 	o.noteConverged(ctx, m, now)
 }

@@ -226,8 +226,13 @@ func TestInspectCommandsAgainstACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	var kinds []string
+	refusal := false
 	for _, e := range h.Events {
 		kinds = append(kinds, e.Event)
+		refusal = refusal || (e.Event == node.EventError && strings.Contains(e.Detail, mesh.RejectMalformed))
+	}
+	if !refusal {
+		t.Fatalf("vm1's history has no error event naming the refusal: %+v", h.Events)
 	}
 	for _, want := range []string{node.EventConnected, node.EventDisconnected, node.EventWritten, node.EventConverged, node.EventError} {
 		if !strings.Contains(strings.Join(kinds, ","), want) {
