@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,8 +19,10 @@ import (
 // while vm1 is cut off from vm2 and has written a record since, and checks
 // that the graph shows central and the archive (drawn above) in sync and vm2
 // (a VM of the centre, below) disconnected and one delta behind, the
-// organisation's lag and its bundle counts. The screenshot status-page.png
-// goes to $EXAMNODE_UI_ARTIFACTS if set (.ci/run sets .ci/artifacts), else
+// organisation's lag and its bundle counts; then, central and the archive
+// cut off too, that the verdict reads "isolated from central". The
+// screenshots status-page.png and status-page-isolated.png
+// go to $EXAMNODE_UI_ARTIFACTS if set (.ci/run sets .ci/artifacts), else
 // to the test's artifact directory (kept with go test -artifacts
 // -outputdir DIR).
 func TestStatusPageInChromium(t *testing.T) {
@@ -108,12 +111,36 @@ func TestStatusPageInChromium(t *testing.T) {
 	if regexp.MustCompile(`token=`).Match(dom) {
 		t.Error("the page shows the token")
 	}
-	shot := filepath.Join(artifacts, "status-page.png")
-	if _, err := browser("--window-size=1200,1400", "--screenshot="+shot); err != nil {
-		t.Fatal(err)
+	screenshot := func(name string) {
+		shot := filepath.Join(artifacts, name)
+		if _, err := browser("--window-size=1200,1400", "--screenshot="+shot); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
+			t.Fatalf("screenshot: %v", err)
+		}
+		t.Logf("screenshot: %s", shot)
 	}
-	if fi, err := os.Stat(shot); err != nil || fi.Size() == 0 {
-		t.Fatalf("screenshot: %v", err)
+	screenshot("status-page.png")
+
+	// Central and the archive cut off as well: the verdict says so.
+	c.Partition(0, 1)
+	c.Partition(3, 1)
+	err = WaitFor(ctx, 2*time.Minute, func() (bool, error) {
+		var err error
+		if dom, err = browser("--dump-dom"); err != nil {
+			return false, err
+		}
+		if !regexp.MustCompile(`data-verdict="isolated from central"`).Match(dom) {
+			return false, fmt.Errorf("verdict not isolated from central")
+		}
+		if s := peerState(dom, central.ID().String()); !strings.HasPrefix(s, "disconnected central") {
+			return false, fmt.Errorf("central drawn %q", s)
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("status page with central cut off: %v\n%s", err, dom)
 	}
-	t.Logf("screenshot: %s", shot)
+	screenshot("status-page-isolated.png")
 }
