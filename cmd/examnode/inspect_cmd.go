@@ -26,8 +26,9 @@ func statusCmd(e *env) *cobra.Command {
                          VMs of its centre, and central catches up when the link returns
   errors                 a replica is marked dirty or writes failed (listed as problems)
 
-then the node (peer ID, roles, organisations, trust, versions, uptime, store size
-on disk, connected peers, listen addresses) and one line per organisation:
+then the node (peer ID, roles, organisations, trust, versions, encryption at
+rest, private network, record schema version, uptime, store size on disk,
+connected peers, listen addresses) and one line per organisation:
 
   RECORDS  records held          DAG     DAG nodes (deltas) processed
   HEADS    current DAG heads     HEIGHT  highest DAG height
