@@ -45,6 +45,10 @@ type Options struct {
 	DropGossip bool
 	// Store overrides the nodes' badger options.
 	Store *crdt.StoreOptions
+	// Bundles configures result bundles on every node (a Spec may
+	// override it); BundleClock is the nodes' retention clock.
+	Bundles     node.BundleConfig
+	BundleClock func() time.Time
 	// Authority, if set, gates the cluster: every node is configured with
 	// its public key and a membership it grants from the node's Spec
 	// (central and archive: every organisation; vm: its Orgs), valid for a
@@ -63,6 +67,9 @@ type Spec struct {
 	Peers []int // indexes of existing nodes to keep connected to; nil: all
 	// PeerAddrs are further peers to keep connected to, outside the cluster.
 	PeerAddrs []string
+	// Bundles, if set, replaces the cluster's bundle configuration for
+	// this node (set it on a stopped member before Restart to reconfigure).
+	Bundles *node.BundleConfig
 	// Stranger, in a cluster with an Authority, makes this node run open
 	// and without a membership: a machine that reaches the mesh but was
 	// never granted.
@@ -126,6 +133,10 @@ func (c *Cluster) config(m *Member) node.Config {
 	cfg.API = c.opts.API
 	cfg.Tuning = c.opts.Tuning
 	cfg.LANDiscovery = c.opts.LANDiscovery
+	cfg.Bundles = c.opts.Bundles
+	if m.Spec.Bundles != nil {
+		cfg.Bundles = *m.Spec.Bundles
+	}
 	for _, j := range m.Spec.Peers {
 		if p := c.members[j]; p.Node != nil {
 			cfg.Peers = append(cfg.Peers, p.Node.Addrs()...)
@@ -153,7 +164,7 @@ func (c *Cluster) start(ctx context.Context, m *Member) error {
 	if logger != nil {
 		logger = logger.With("node", m.Spec.Name)
 	}
-	deps := node.Deps{Logger: logger, Gater: m.gater, StoreOptions: c.opts.Store}
+	deps := node.Deps{Logger: logger, Gater: m.gater, StoreOptions: c.opts.Store, BundleClock: c.opts.BundleClock}
 	if c.opts.DropGossip {
 		deps.GossipFilter = func(string, peer.ID) bool { return false }
 	}

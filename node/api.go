@@ -111,6 +111,7 @@ func (n *Node) Handler() http.Handler {
 	// Observation (observe.go, metrics.go); the status page (ui.go) takes
 	// its token as ?token= and so sits in front of auth.
 	mux.HandleFunc("GET /v1/history", n.handleHistory)
+	n.bundleRoutes(mux) // result bundles (bundles_api.go)
 	mux.HandleFunc("GET /metrics", n.handleMetrics)
 	return n.withUI(n.auth(mux))
 }

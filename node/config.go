@@ -92,6 +92,8 @@ type Config struct {
 	PnetKey string `json:"pnet_key,omitempty"`
 	// Tuning holds intervals that tests and benchmarks shorten.
 	Tuning Tuning `json:"tuning,omitzero"`
+	// Bundles configures result bundles and archive duties (bundleconfig.go).
+	Bundles BundleConfig `json:"bundles,omitzero"`
 }
 
 // Tuning holds the intervals of replication. Zero means the default.
@@ -166,7 +168,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("%w: membership: %w", ErrConfig, err)
 		}
 	}
-	return nil
+	return c.Bundles.validate()
 }
 
 // Trust returns what the node trusts, or nil when it runs open (no

@@ -77,6 +77,9 @@ type Deps struct {
 	GossipFilter func(org string, from peer.ID) bool
 	// StoreOptions overrides the badger options.
 	StoreOptions *crdt.StoreOptions
+	// BundleClock is retention's clock (bundles.go); Now if nil. Tests
+	// move it ahead without upsetting membership checks.
+	BundleClock func() time.Time
 }
 
 // Node is one examnode daemon.
@@ -111,6 +114,7 @@ type Node struct {
 	// bundleStates, if set (by the bundle component), counts result
 	// bundles per organisation and state (inspect.go); guarded by mu.
 	bundleStates func(context.Context) []BundleSummary
+	bundles atomic.Pointer[bundler] // bundle worker (bundles.go); started by Start, stopped before the replicas
 
 	api   *http.Server
 	apiLn net.Listener
@@ -259,6 +263,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.obs = obs
 	n.mu.Unlock()
 	obs.start()
+	n.startBundles()
 	if n.cfg.API != "off" {
 		return n.startAPI()
 	}
@@ -334,6 +339,9 @@ func (n *Node) openOrg(org string) (*orgReplica, error) {
 	if ropts.OnPut, ropts.OnDelete, err = n.feed.hooks(org); err != nil {
 		_ = topic.Close()
 		return nil, err
+	}
+	if feedPut := ropts.OnPut; feedPut != nil {
+		ropts.OnPut = func(key string, v []byte) { feedPut(key, v); n.kickBundles(key) }
 	}
 	rep, err := crdt.NewReplica(ropts, crdt.Deps{
 		Store: n.store, DAG: n.dag, Broadcaster: topic, Logger: n.log,
@@ -450,6 +458,9 @@ func (n *Node) Close() error {
 			cancel()
 			n.apiWG.Wait()
 			_ = os.Remove(filepath.Join(n.dir, APIAddrFile))
+		}
+		if b := n.bundles.Load(); b != nil {
+			b.stop()
 		}
 		n.mu.Lock()
 		n.closed = true

@@ -1,0 +1,99 @@
+package bundle
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+
+	"filippo.io/age"
+	"filippo.io/age/agessh"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/crypto/ssh"
+)
+
+// ErrNotRecipient is returned by Unseal when the payload was not sealed to
+// the key given.
+var ErrNotRecipient = errors.New("bundle: not a recipient of this sealed bundle")
+
+// Sealing: a bundle travels and rests sealed with age (filippo.io/age, the
+// format of age-encryption.org/v1) to the archive and central peers of its
+// organisation (policy.SealRecipients). Each recipient is addressed by its
+// libp2p peer ID: the Ed25519 key the ID embeds is used as an
+// "ssh-ed25519" age recipient (agessh converts it to X25519), and the
+// recipient opens the payload with its node key. VMs hold sealed copies
+// for redundancy without being able to read them.
+
+// Seal encrypts plain to every peer in recipients (Ed25519 peer IDs).
+func Seal(w io.Writer, plain []byte, recipients []string) error {
+	if len(recipients) == 0 {
+		return fmt.Errorf("%w: no recipients to seal to; the node has not yet seen an archive or central peer of the organisation", ErrInvalid)
+	}
+	rs := make([]age.Recipient, 0, len(recipients))
+	for _, r := range recipients {
+		rc, err := recipient(r)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, rc)
+	}
+	ew, err := age.Encrypt(w, rs...)
+	if err != nil {
+		return fmt.Errorf("bundle: seal: %w", err)
+	}
+	if _, err := ew.Write(plain); err != nil {
+		return fmt.Errorf("bundle: seal: %w", err)
+	}
+	return ew.Close()
+}
+
+func recipient(id string) (age.Recipient, error) {
+	p, err := peer.Decode(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: recipient %q is not a peer ID: %v", ErrInvalid, id, err)
+	}
+	pub, err := p.ExtractPublicKey()
+	if err != nil || pub.Type() != crypto.Ed25519 {
+		return nil, fmt.Errorf("%w: recipient %s has no embedded Ed25519 key", ErrInvalid, id)
+	}
+	raw, err := pub.Raw()
+	if err != nil {
+		return nil, err
+	}
+	sk, err := ssh.NewPublicKey(ed25519.PublicKey(raw))
+	if err != nil {
+		return nil, err
+	}
+	return agessh.NewEd25519Recipient(sk)
+}
+
+// Unseal decrypts a sealed payload with a node key. It wraps
+// ErrNotRecipient if the payload is not sealed to key.
+func Unseal(sealed []byte, key crypto.PrivKey) ([]byte, error) {
+	if key == nil || key.Type() != crypto.Ed25519 {
+		return nil, fmt.Errorf("%w: unsealing needs the node's Ed25519 key", ErrInvalid)
+	}
+	raw, err := key.Raw()
+	if err != nil {
+		return nil, err
+	}
+	id, err := agessh.NewEd25519Identity(ed25519.PrivateKey(raw))
+	if err != nil {
+		return nil, err
+	}
+	r, err := age.Decrypt(bytes.NewReader(sealed), id)
+	var noMatch *age.NoIdentityMatchError
+	if errors.As(err, &noMatch) {
+		return nil, fmt.Errorf("%w: %v", ErrNotRecipient, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bundle: unseal: %w", err)
+	}
+	plain, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("bundle: unseal: the sealed payload is damaged: %w", err)
+	}
+	return plain, nil
+}

@@ -1,0 +1,351 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/examnode/examnode/bundle"
+	"github.com/examnode/examnode/node"
+	"github.com/examnode/examnode/schema"
+)
+
+// bundleOpts: bundle rounds every 100 ms besides those changes trigger,
+// short fetch attempts.
+func bundleOpts() Options {
+	o := testTuning()
+	o.Bundles = node.BundleConfig{Interval: node.Duration(100 * time.Millisecond), FetchTimeout: node.Duration(5 * time.Second)}
+	return o
+}
+
+// bundleCluster starts an archive (0) and VMs (1…vms) of org, connected.
+func bundleCluster(t *testing.T, opts Options, vms int, archive Spec) *Cluster {
+	t.Helper()
+	c := NewCluster(t.TempDir(), opts)
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	ctx := context.Background()
+	archive.Role, archive.Orgs, archive.Name = schema.RoleArchive, []string{org}, "archive"
+	if _, err := c.Add(ctx, archive); err != nil {
+		t.Fatal(err)
+	}
+	for i := range vms {
+		if _, err := c.Add(ctx, Spec{Name: fmt.Sprintf("vm%d", i+1), Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitConnected(t, c)
+	return c
+}
+
+// waitRecipient waits until vm would seal org's bundles to the archive.
+func waitRecipient(t *testing.T, vm, archive *node.Node) {
+	t.Helper()
+	err := WaitFor(context.Background(), 20*time.Second, func() (bool, error) {
+		rs, err := vm.BundleRecipients(context.Background(), org)
+		return slices.Contains(rs, archive.ID().String()), err
+	})
+	if err != nil {
+		t.Fatalf("VM %s never learnt the archive as a recipient: %v", vm.ID(), err)
+	}
+}
+
+// finishExecution writes, on vm, an eligibility (directly into its
+// replica, as central's would arrive), a finished execution, two result
+// logs and the result.
+func finishExecution(t *testing.T, vm *node.Node, id string) {
+	t.Helper()
+	ctx := context.Background()
+	rep, err := vm.Replica(org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	el, err := schema.NewRecord(org, "el-"+id, schema.Eligibility{TestCenter: "c1", Delivery: "d1", TestTakers: []string{"tt-" + id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := schema.Encode(el)
+	if err := rep.Put(ctx, el.Key(), enc); err != nil {
+		t.Fatal(err)
+	}
+	cl := client(vm)
+	put := func(kind, rid, body string) {
+		t.Helper()
+		if _, err := cl.PutRecord(ctx, org, kind, rid, []byte(body)); err != nil {
+			t.Fatalf("put %s/%s: %v", kind, rid, err)
+		}
+	}
+	put("executions", id, fmt.Sprintf(`{"delivery":"d1","test_taker":"tt-%s","state":"finished","started":"2026-06-01T08:00:00Z",`+
+		`"finished":"2026-06-01T09:30:00Z","vm":"%s","version":1}`, id, vm.ID()))
+	for seq := 1; seq <= 2; seq++ {
+		put("result-logs", schema.LogID(id, uint64(seq)), fmt.Sprintf(`{"execution":"%s","seq":%d,"at":"2026-06-01T08:0%d:00Z","event":"item-%d"}`, id, seq, seq, seq))
+	}
+	put("results", id, fmt.Sprintf(`{"execution":"%s","finished":"2026-06-01T09:30:00Z",`+
+		`"variables":{"SCORE":{"base_type":"float","cardinality":"single","value":7.5}}}`, id))
+}
+
+// waitBundle polls n's bundle list until id satisfies cond.
+func waitBundle(t *testing.T, n *node.Node, id, what string, cond func(node.BundleStatus) bool) node.BundleStatus {
+	t.Helper()
+	var last node.BundleStatus
+	err := WaitFor(context.Background(), 60*time.Second, func() (bool, error) {
+		bs, err := n.Bundles(context.Background(), org)
+		if err != nil {
+			return false, err
+		}
+		for _, b := range bs {
+			if b.ID == id {
+				last = b
+				return cond(b), nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("bundle %s on %s: never %s (last %+v): %v", id, n.ID(), what, last, err)
+	}
+	return last
+}
+
+func hasBlock(t *testing.T, n *node.Node, root string) bool {
+	t.Helper()
+	c, err := cid.Decode(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := n.Store().Blockstore().Has(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
+}
+
+func receiptedBy(id string) func(node.BundleStatus) bool {
+	return func(b node.BundleStatus) bool {
+		return slices.ContainsFunc(b.Receipts, func(r node.Receipt) bool { return r.Archive == id })
+	}
+}
+
+// TestBundleSurvivesItsVM: a VM seals a bundle while the archive is cut
+// off; another VM takes custody; the first VM dies; the archive archives
+// the bundle from the second VM's copy, and that VM drops its copy only
+// once the receipt has reached it.
+func TestBundleSurvivesItsVM(t *testing.T) {
+	opts := bundleOpts()
+	opts.Bundles.DropAfterReceipt = true
+	c := bundleCluster(t, opts, 2, Spec{Bundles: &node.BundleConfig{Interval: opts.Bundles.Interval, FetchTimeout: opts.Bundles.FetchTimeout}})
+	ctx := context.Background()
+	arch, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
+	waitRecipient(t, vm1, arch)
+	c.Partition(0, 1)
+	c.Partition(0, 2)
+
+	finishExecution(t, vm1, "e1")
+	both := []string{vm1.ID().String(), vm2.ID().String()}
+	slices.Sort(both)
+	b := waitBundle(t, vm1, "e1", "held by both VMs", func(b node.BundleStatus) bool { return slices.Equal(b.HeldBy, both) })
+	if !b.Local.Made || !b.Local.Held || b.Signer != vm1.ID().String() || b.Size <= 0 || len(b.Receipts) != 0 {
+		t.Fatalf("vm1's view of its bundle: %+v", b)
+	}
+	b2 := waitBundle(t, vm2, "e1", "held", func(b node.BundleStatus) bool { return b.Local.Held })
+	// vm1 cannot read what it sealed: only the archive can.
+	if _, err := vm1.BundleArchive(ctx, org, "e1"); err == nil {
+		t.Fatal("a VM read a bundle sealed to the archive")
+	}
+
+	// No receipt yet: several rounds later vm2 still holds its copy.
+	r0 := vm2.BundleRounds()
+	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm2.BundleRounds() >= r0+5, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if b := waitBundle(t, vm2, "e1", "listed", func(node.BundleStatus) bool { return true }); !b.Local.Held || !b.Local.Dropped.IsZero() || !hasBlock(t, vm2, b.Root) {
+		t.Fatalf("vm2 dropped its copy before any receipt: %+v", b)
+	}
+
+	// vm1 dies; the archive reaches only vm2.
+	if err := c.Stop(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Heal(ctx, 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	a := waitBundle(t, arch, "e1", "receipted", receiptedBy(arch.ID().String()))
+	if !a.Local.Pinned || a.Local.Failed != "" || a.SHA256 != b2.SHA256 || a.Receipts[0].SHA256 != b2.SHA256 {
+		t.Fatalf("archive's view: %+v", a)
+	}
+	// The receipt replicates to vm2, which then drops its copy.
+	d := waitBundle(t, vm2, "e1", "dropped", func(b node.BundleStatus) bool { return !b.Local.Dropped.IsZero() })
+	if d.Local.Held || hasBlock(t, vm2, d.Root) {
+		t.Fatalf("vm2 says it dropped the bundle but still holds it: %+v", d)
+	}
+	if !hasBlock(t, arch, a.Root) {
+		t.Fatal("the archive does not hold the bundle's root block")
+	}
+
+	// The export passes sha256sum -c and bundle.Verify.
+	dir := filepath.Join(t.TempDir(), "e1")
+	info, err := client(arch).ExportBundle(ctx, org, "e1", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.SHA256 != a.SHA256 || info.Signer != vm1.ID().String() {
+		t.Fatalf("exported %+v; the bundle record says %+v", info, a)
+	}
+	runIn(t, dir, "sha256sum", "--strict", "-c", bundle.ManifestName)
+	if r, err := bundle.Verify(dir); err != nil || !slices.Contains(r.Files, "result.json") || !slices.Contains(r.Files, "result-logs/"+schema.LogID("e1", 2)+".json") {
+		t.Fatalf("Verify: %+v, %v", r, err)
+	}
+}
+
+// TestArchiveKeepsAsideABundleThatFails: a bundle record whose payload is
+// another execution's archive is not receipted; the archive shows why.
+func TestArchiveKeepsAsideABundleThatFails(t *testing.T) {
+	c := bundleCluster(t, bundleOpts(), 1, Spec{})
+	ctx := context.Background()
+	arch, vm := c.Node(0), c.Node(1)
+	waitRecipient(t, vm, arch)
+	finishExecution(t, vm, "e1")
+	good := waitBundle(t, arch, "e1", "receipted", receiptedBy(arch.ID().String()))
+
+	// e2's record points at e1's payload.
+	rep, _ := vm.Replica(org)
+	bad, err := schema.NewRecord(org, "e2", schema.BundleMeta{Execution: "e2", SHA256: good.SHA256, Size: good.Size,
+		Signer: good.Signer, Created: good.Created, Root: good.Root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, _ := schema.Encode(bad)
+	if err := rep.Put(ctx, bad.Key(), enc); err != nil {
+		t.Fatal(err)
+	}
+	f := waitBundle(t, arch, "e2", "kept aside", func(b node.BundleStatus) bool { return b.Local.Failed != "" })
+	if !strings.Contains(f.Local.Failed, "execution e1") || len(f.Receipts) != 0 {
+		t.Fatalf("failed bundle: %+v", f)
+	}
+	r0 := arch.BundleRounds()
+	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return arch.BundleRounds() >= r0+3, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if f := waitBundle(t, arch, "e2", "listed", func(node.BundleStatus) bool { return true }); len(f.Receipts) != 0 {
+		t.Fatalf("a failed bundle was receipted: %+v", f)
+	}
+}
+
+// TestTimestampAndRetention: an archive without a TSA archives a bundle;
+// restarted with one, it adds a token that openssl verifies; retention
+// (short period, moved clock) deletes the payload and the time-stamp files
+// and keeps the metadata, marked deleted.
+func TestTimestampAndRetention(t *testing.T) {
+	tsa, err := StartTSA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tsa.Close() })
+	clock := &testClock{}
+	opts := bundleOpts()
+	opts.BundleClock = clock.Now
+	c := bundleCluster(t, opts, 1, Spec{})
+	ctx := context.Background()
+	arch, vm := c.Node(0), c.Node(1)
+	waitRecipient(t, vm, arch)
+	finishExecution(t, vm, "e1")
+	a := waitBundle(t, arch, "e1", "receipted", receiptedBy(arch.ID().String()))
+	if a.Timestamp != nil {
+		t.Fatalf("time-stamped without a TSA: %+v", a)
+	}
+
+	// Restart the archive with a TSA and a one-hour retention.
+	cfg := opts.Bundles
+	cfg.TSA = tsa.URL
+	cfg.Retention = map[string]node.RetentionConfig{org: {Period: node.Duration(time.Hour), Locked: true}}
+	if err := c.Stop(0); err != nil {
+		t.Fatal(err)
+	}
+	c.Members()[0].Spec.Bundles = &cfg
+	if err := c.Restart(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	arch = c.Node(0)
+	// It listens on a new port: dial the VM, whose configured address is stale.
+	if err := c.Connect(ctx, 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	a = waitBundle(t, arch, "e1", "time-stamped", func(b node.BundleStatus) bool { return b.Timestamp != nil })
+	if tsa.Requests.Load() == 0 || a.Local.StampError != "" {
+		t.Fatalf("stamped without asking the TSA? %+v", a)
+	}
+	dir := filepath.Join(t.TempDir(), "e1")
+	if _, err := client(arch).ExportBundle(ctx, org, "e1", dir); err != nil {
+		t.Fatal(err)
+	}
+	runIn(t, dir, "openssl", "ts", "-verify", "-in", bundle.TSRName, "-data", bundle.ArchiveName, "-CAfile", tsa.CAFile)
+	runIn(t, dir, "openssl", "ts", "-verify", "-in", bundle.TSRName, "-queryfile", bundle.TSQName, "-CAfile", tsa.CAFile)
+	runIn(t, dir, "sha256sum", "--strict", "-c", bundle.ManifestName)
+	if r, err := bundle.Verify(dir); err != nil || r.Timestamp == nil {
+		t.Fatalf("Verify: %+v, %v", r, err)
+	}
+
+	// Not yet expired: nothing deleted. Then two hours pass.
+	r0 := arch.BundleRounds()
+	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return arch.BundleRounds() >= r0+3, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if b := waitBundle(t, arch, "e1", "listed", func(node.BundleStatus) bool { return true }); !b.Deleted.IsZero() || !hasBlock(t, arch, b.Root) {
+		t.Fatalf("deleted before its time: %+v", b)
+	}
+	clock.Advance(2 * time.Hour)
+	d := waitBundle(t, arch, "e1", "deleted", func(b node.BundleStatus) bool { return !b.Deleted.IsZero() })
+	if !strings.Contains(d.Rule, "keep 1h0m0s locked by central") || d.SHA256 != a.SHA256 || d.Local.Pinned || hasBlock(t, arch, d.Root) {
+		t.Fatalf("after retention: %+v", d)
+	}
+	if _, err := arch.BundleStamp(ctx, org, "e1", ".tsr"); err == nil {
+		t.Fatal("the time-stamp token survived retention")
+	}
+	if _, err := arch.BundleArchive(ctx, org, "e1"); err == nil {
+		t.Fatal("the archive still exports a deleted bundle")
+	}
+	// The deletion (metadata kept, marked deleted) replicates to the VM.
+	waitBundle(t, vm, "e1", "marked deleted", func(b node.BundleStatus) bool { return !b.Deleted.IsZero() && b.SHA256 == a.SHA256 })
+}
+
+type testClock struct {
+	mu  sync.Mutex
+	off time.Duration
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.off += d
+	c.mu.Unlock()
+}
+
+func runIn(t *testing.T, dir, name string, args ...string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatalf("%s is not installed (.ci/run installs it on Debian): %v", name, err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	t.Logf("%s %s: %s", name, strings.Join(args, " "), strings.TrimSpace(string(out)))
+}
