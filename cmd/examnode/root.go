@@ -78,6 +78,7 @@ Start here:
 		recordsCmd(e), changesCmd(e),
 		authorityCmd(e), grantCmd(e),
 		pnetKeyCmd(e),
+		bundleCmd(e),
 	)
 	addBenchCmds(root, e)
 	return root
