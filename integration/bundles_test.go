@@ -15,6 +15,7 @@ import (
 
 	"github.com/examnode/examnode/bundle"
 	"github.com/examnode/examnode/node"
+	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -348,4 +349,49 @@ func runIn(t *testing.T, dir, name string, args ...string) {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 	t.Logf("%s %s: %s", name, strings.Join(args, " "), strings.TrimSpace(string(out)))
+}
+
+// TestGatedBundle: under an authority, a VM seals to the archive its
+// membership names (not to the other VM), the other VM of the centre takes
+// custody, and the archive receipts after checking the signer's membership.
+func TestGatedBundle(t *testing.T) {
+	auth, err := policy.GenerateAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := bundleOpts()
+	opts.Authority = auth
+	c := NewCluster(t.TempDir(), opts)
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	ctx := context.Background()
+	for _, s := range []Spec{
+		{Name: "archive", Role: schema.RoleArchive, Orgs: []string{org}},
+		{Name: "vm1", Role: schema.RoleVM, Orgs: []string{org}},
+		{Name: "vm2", Role: schema.RoleVM, Orgs: []string{org}},
+	} {
+		if _, err := c.Add(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitConnected(t, c)
+	arch, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
+	waitRecipient(t, vm1, arch)
+	if rs, _ := vm1.BundleRecipients(ctx, org); len(rs) != 1 {
+		t.Fatalf("vm1 seals to %v; want only the archive", rs)
+	}
+	finishExecution(t, vm1, "e1")
+	a := waitBundle(t, arch, "e1", "receipted", receiptedBy(arch.ID().String()))
+	if a.Local.Failed != "" || !a.Local.Pinned {
+		t.Fatalf("archive: %+v", a)
+	}
+	waitBundle(t, vm2, "e1", "held by vm2", func(b node.BundleStatus) bool {
+		return b.Local.Held && slices.Contains(b.HeldBy, vm2.ID().String())
+	})
+	if _, err := arch.BundleArchive(ctx, org, "e1"); err != nil {
+		t.Fatalf("the archive cannot read the bundle: %v", err)
+	}
 }

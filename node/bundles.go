@@ -142,6 +142,7 @@ func (n *Node) startBundles() {
 func (b *bundler) stop() {
 	b.cancel()
 	b.wg.Wait()
+	b.http.CloseIdleConnections()
 }
 
 // kickBundles asks for a round after a change of key (from the replicas'
