@@ -2,7 +2,9 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -295,6 +297,19 @@ func TestTimestampAndRetention(t *testing.T) {
 	runIn(t, dir, "sha256sum", "--strict", "-c", bundle.ManifestName)
 	if r, err := bundle.Verify(dir); err != nil || r.Timestamp == nil {
 		t.Fatalf("Verify: %+v, %v", r, err)
+	}
+	// A changed byte in the token or the request is named.
+	for _, f := range []string{bundle.TSRName, bundle.TSQName} {
+		p := filepath.Join(dir, f)
+		orig, _ := os.ReadFile(p)
+		b := slices.Clone(orig)
+		b[len(b)-40] ^= 0x01
+		os.WriteFile(p, b, 0o644)
+		var ve *bundle.VerifyError
+		if _, err := bundle.Verify(dir); !errors.As(err, &ve) || ve.File != f {
+			t.Fatalf("Verify after changing %s: %v", f, err)
+		}
+		os.WriteFile(p, orig, 0o644)
 	}
 
 	// Not yet expired: nothing deleted. Then two hours pass.
