@@ -333,7 +333,9 @@ type Archive struct {
 	Info      Info
 	Manifest  []byte
 	Signature []byte
-	Files     []Entry // in manifest order
+	Files     []Entry // in manifest order; nil when streamed
+
+	entries []schema.ManifestEntry
 }
 
 // Open reads and verifies an archive held in memory: the gzip and tar
@@ -347,14 +349,24 @@ func Open(data []byte) (*Archive, error) {
 // VerifyArchive is Open for an archive read from r; it holds no content
 // in memory (only the manifest and signature).
 func VerifyArchive(r io.Reader) (Info, error) {
-	h := sha256.New()
-	cr := &countWriter{w: h}
-	a, err := readArchive(bufio.NewReader(io.TeeReader(r, cr)), 0, "", false)
+	a, err := streamArchive(r)
 	if err != nil {
 		return Info{}, err
 	}
-	a.Info.SHA256, a.Info.Size = hex.EncodeToString(h.Sum(nil)), cr.n
 	return a.Info, nil
+}
+
+// streamArchive verifies an archive read from r, keeping only its manifest
+// and signature.
+func streamArchive(r io.Reader) (*Archive, error) {
+	h := sha256.New()
+	cr := &countWriter{w: h}
+	a, err := readArchive(bufio.NewReaderSize(io.TeeReader(r, cr), 1<<20), 0, "", false)
+	if err != nil {
+		return nil, err
+	}
+	a.Info.SHA256, a.Info.Size = hex.EncodeToString(h.Sum(nil)), cr.n
+	return a, nil
 }
 
 // readArchive reads from r, a bufio.Reader so that gzip reads no further
@@ -486,6 +498,7 @@ func readArchive(r *bufio.Reader, size int64, sum string, keep bool) (*Archive, 
 		return nil, failed(ArchiveName, "%d bytes follow the end of its gzip stream", n)
 	}
 	a.Info = Info{Execution: sig.Execution, Created: sig.Created, Signer: sig.Signer, SHA256: sum, Size: size}
+	a.entries = m.Entries
 	for _, e := range m.Entries {
 		a.Info.Files = append(a.Info.Files, e.Path)
 	}

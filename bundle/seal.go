@@ -91,9 +91,10 @@ func Unseal(sealed []byte, key crypto.PrivKey) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle: unseal: %w", err)
 	}
-	plain, err := io.ReadAll(r)
-	if err != nil {
+	var plain bytes.Buffer
+	plain.Grow(len(sealed))
+	if _, err := plain.ReadFrom(r); err != nil {
 		return nil, fmt.Errorf("bundle: unseal: the sealed payload is damaged: %w", err)
 	}
-	return plain, nil
+	return plain.Bytes(), nil
 }

@@ -2,8 +2,11 @@ package bundle
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,20 +57,17 @@ func Verify(path string) (Report, error) {
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// verifyFile checks a lone archive (and bundle.tar.gz.sha256 and .tsr
-// beside it, under the archive's own name plus suffix, if present).
+// verifyFile checks a lone archive (and, beside it under its own name plus
+// ".sha256", ".tsq" and ".tsr", its recorded SHA-256 and time-stamp, if
+// present). The archive is streamed, not held in memory.
 func verifyFile(path string) (Report, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return Report{}, fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	a, err := Open(data)
+	a, err := streamFile(path, filepath.Base(path))
 	if err != nil {
 		return Report{}, err
 	}
 	r := Report{Info: a.Info, Checked: []string{filepath.Base(path)}}
 	if b, err := os.ReadFile(path + ".sha256"); err == nil {
-		if err := checkDigest(a, b, filepath.Base(path)+".sha256", filepath.Base(path)); err != nil {
+		if err := checkDigest(path, a, b, filepath.Base(path)+".sha256", filepath.Base(path)); err != nil {
 			return r, err
 		}
 		r.Checked = append(r.Checked, filepath.Base(path)+".sha256")
@@ -75,16 +75,36 @@ func verifyFile(path string) (Report, error) {
 	return r, checkStamps(&r, path+".tsq", path+".tsr")
 }
 
-func verifyDir(dir string) (Report, error) {
-	at := func(name string) string { return filepath.Join(dir, filepath.FromSlash(name)) }
-	data, err := os.ReadFile(at(ArchiveName))
+// streamFile verifies the archive at path, naming it name on failure.
+func streamFile(path, name string) (*Archive, error) {
+	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Report{}, failed(ArchiveName, "missing from %s", dir)
+		return nil, failed(name, "missing")
 	}
 	if err != nil {
-		return Report{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	a, err := Open(data)
+	defer f.Close()
+	return streamArchive(f)
+}
+
+// hashFile returns the SHA-256 of the file at path.
+func hashFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func verifyDir(dir string) (Report, error) {
+	at := func(name string) string { return filepath.Join(dir, filepath.FromSlash(name)) }
+	a, err := streamFile(at(ArchiveName), ArchiveName)
 	if err != nil {
 		return Report{}, err
 	}
@@ -93,7 +113,7 @@ func verifyDir(dir string) (Report, error) {
 	if err != nil {
 		return r, failed(DigestName, "cannot be read: %v", err)
 	}
-	if err := checkDigest(a, digest, DigestName, ArchiveName); err != nil {
+	if err := checkDigest(at(ArchiveName), a, digest, DigestName, ArchiveName); err != nil {
 		return r, err
 	}
 	r.Checked = append(r.Checked, DigestName)
@@ -110,13 +130,13 @@ func verifyDir(dir string) (Report, error) {
 		}
 		r.Checked = append(r.Checked, f.name)
 	}
-	for _, e := range a.Files {
-		b, err := os.ReadFile(at(e.Path))
+	for _, e := range a.entries {
+		sum, err := hashFile(at(e.Path))
 		if err != nil {
 			return r, failed(e.Path, "listed in %s but cannot be read: %v", ManifestName, err)
 		}
-		if !bytes.Equal(b, e.Data) {
-			return r, failed(e.Path, "SHA-256 is %s; %s lists %s", Sum(b), ManifestName, Sum(e.Data))
+		if sum != e.SHA256 {
+			return r, failed(e.Path, "SHA-256 is %s; %s lists %s", sum, ManifestName, e.SHA256)
 		}
 		r.Checked = append(r.Checked, e.Path)
 	}
@@ -149,7 +169,7 @@ func verifyDir(dir string) (Report, error) {
 
 // checkDigest compares the recorded SHA-256 (a sha256sum line) with the
 // archive's, and names which of the two changed.
-func checkDigest(a *Archive, line []byte, name, archive string) error {
+func checkDigest(path string, a *Archive, line []byte, name, archive string) error {
 	s := string(line)
 	if len(s) < 67 || s[64:66] != "  " || s[66:] != archive+"\n" {
 		return failed(name, "is not one line \"<sha256>  %s\"", archive)
@@ -160,7 +180,14 @@ func checkDigest(a *Archive, line []byte, name, archive string) error {
 	}
 	// The archive's content verified; decide whether its bytes or the
 	// recorded sum changed by rebuilding the canonical archive.
-	canon, err := a.canonical()
+	data, err := os.ReadFile(path)
+	if err == nil {
+		a, err = Open(data)
+	}
+	var canon []byte
+	if err == nil {
+		canon, err = a.canonical()
+	}
 	switch {
 	case err == nil && Sum(canon) == recorded:
 		return failed(ArchiveName, "SHA-256 is %s; %s records %s (its content is intact, its bytes were changed)", a.Info.SHA256, name, recorded)

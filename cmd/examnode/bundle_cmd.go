@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -182,7 +183,11 @@ bundle.tar.gz, or a lone archive file.`,
 				return e.printJSON(map[string]any{"ok": true, "report": r})
 			}
 			fmt.Fprintf(e.stdout, "OK: bundle of execution %s, created %s, signed by %s\n", r.Execution, r.Created.Format(time.RFC3339), r.Signer)
-			fmt.Fprintf(e.stdout, "archive SHA-256 %s (%d bytes); %d files checked: %s\n", r.SHA256, r.Size, len(r.Checked), strings.Join(r.Checked, ", "))
+			names := r.Checked
+			if len(names) > 8 {
+				names = append(slices.Clone(names[:7]), fmt.Sprintf("… %d more", len(r.Checked)-7))
+			}
+			fmt.Fprintf(e.stdout, "archive SHA-256 %s (%d bytes); %d files checked: %s\n", r.SHA256, r.Size, len(r.Checked), strings.Join(names, ", "))
 			if r.Timestamp != nil {
 				fmt.Fprintf(e.stdout, "time-stamped %s by %s (serial %s); check its chain with openssl ts -verify -CAfile\n", r.Timestamp.Time, r.Timestamp.Authority, r.Timestamp.Serial)
 			}
