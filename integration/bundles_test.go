@@ -94,6 +94,9 @@ func finishExecution(t *testing.T, vm *node.Node, id string) {
 	for seq := 1; seq <= 2; seq++ {
 		put("result-logs", schema.LogID(id, uint64(seq)), fmt.Sprintf(`{"execution":"%s","seq":%d,"at":"2026-06-01T08:0%d:00Z","event":"item-%d"}`, id, seq, seq, seq))
 	}
+	if err := cl.PutAttachment(ctx, org, id, "essay.txt", []byte("An essay on offline-first sync, by tt-"+id)); err != nil {
+		t.Fatalf("attachment: %v", err)
+	}
 	put("results", id, fmt.Sprintf(`{"execution":"%s","finished":"2026-06-01T09:30:00Z",`+
 		`"variables":{"SCORE":{"base_type":"float","cardinality":"single","value":7.5}}}`, id))
 }
@@ -209,6 +212,14 @@ func TestBundleSurvivesItsVM(t *testing.T) {
 	if r, err := bundle.Verify(dir); err != nil || !slices.Contains(r.Files, "result.json") || !slices.Contains(r.Files, "result-logs/"+schema.LogID("e1", 2)+".json") {
 		t.Fatalf("Verify: %+v, %v", r, err)
 	}
+	if b, err := os.ReadFile(filepath.Join(dir, "attachments", "essay.txt")); err != nil || string(b) != "An essay on offline-first sync, by tt-e1" {
+		t.Fatalf("the attachment in the export: %q, %v", b, err)
+	}
+	// The bundle is sealed: a late attachment is refused on the VM that ran it.
+	var ae *node.APIError
+	if err := client(vm2).PutAttachment(ctx, org, "e1", "late.txt", []byte("x")); !errors.As(err, &ae) || ae.Status != 403 {
+		t.Fatalf("an attachment on another VM: %v", err)
+	}
 }
 
 // TestArchiveKeepsAsideABundleThatFails: a bundle record whose payload is
@@ -220,6 +231,14 @@ func TestArchiveKeepsAsideABundleThatFails(t *testing.T) {
 	waitRecipient(t, vm, arch)
 	finishExecution(t, vm, "e1")
 	good := waitBundle(t, arch, "e1", "receipted", receiptedBy(arch.ID().String()))
+	// Sealed: the VM kept no plain copy of the attachment and refuses a late one.
+	if as, err := client(vm).Attachments(ctx, org, "e1"); err != nil || len(as) != 0 {
+		t.Fatalf("attachments left after sealing: %+v, %v", as, err)
+	}
+	var ae *node.APIError
+	if err := client(vm).PutAttachment(ctx, org, "e1", "late.txt", []byte("x")); !errors.As(err, &ae) || ae.Code != "bundle_sealed" {
+		t.Fatalf("a late attachment: %v", err)
+	}
 
 	// e2's record points at e1's payload.
 	rep, _ := vm.Replica(org)

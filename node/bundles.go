@@ -577,6 +577,14 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 	if err != nil {
 		return err
 	}
+	// No attachment may arrive between reading them and sealing.
+	unlock := attachmentLock(n, org, exec.ID)
+	defer unlock()
+	attached, err := n.attachments(ctx, org, exec.ID, true)
+	if err != nil {
+		return err
+	}
+	files = append(files, attached...)
 	var plain bytes.Buffer
 	info, err := bundle.Build(&plain, bundle.Input{Execution: exec.ID, Created: n.now(), Files: files}, n.key)
 	if err != nil {
@@ -599,6 +607,9 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 		Created: info.Created, Root: root.String(),
 	}
 	if err := n.writeOwn(ctx, rep, exec.ID, meta); err != nil {
+		return err
+	}
+	if err := n.dropAttachments(ctx, org, exec.ID, attached); err != nil {
 		return err
 	}
 	n.log.Info("bundle sealed", "org", org, "execution", exec.ID, "sha256", info.SHA256, "size", info.Size, "root", root, "recipients", recips)

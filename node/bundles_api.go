@@ -228,6 +228,7 @@ func (n *Node) BundleStamp(ctx context.Context, org, id, ext string) ([]byte, er
 }
 
 func (n *Node) bundleRoutes(mux *http.ServeMux) {
+	n.attachmentRoutes(mux)
 	mux.HandleFunc("GET /v1/bundles", func(w http.ResponseWriter, r *http.Request) {
 		out, err := n.Bundles(r.Context(), r.URL.Query().Get("org"))
 		if err != nil {
