@@ -406,7 +406,9 @@ type knownRecipient struct {
 	Membership string `json:"membership,omitempty"`
 }
 
-// learnRecipients records the central and archive peers in the peer book.
+// learnRecipients records, under /node/recipients/<peer>, the central and
+// archive peers of the peer book (and, on a gated node, every verified
+// membership), so that they outlive the connection and the process.
 func (b *bundler) learnRecipients() {
 	n := b.n
 	m := n.mesh
@@ -414,7 +416,10 @@ func (b *bundler) learnRecipients() {
 		return
 	}
 	for _, p := range m.Peers() {
-		if !slices.Contains(p.Roles, string(schema.RoleArchive)) && !slices.Contains(p.Roles, string(schema.RoleCentral)) {
+		// Open: only central and archive peers matter (recipients). Gated:
+		// every verified membership, so an archive can check a bundle's
+		// signer after its VM is gone.
+		if !m.Gated() && !slices.Contains(p.Roles, string(schema.RoleArchive)) && !slices.Contains(p.Roles, string(schema.RoleCentral)) {
 			continue
 		}
 		id, err := peer.Decode(p.ID)
@@ -441,6 +446,24 @@ func (b *bundler) learnRecipients() {
 		}
 		_ = n.store.Datastore().Put(b.ctx, k, v)
 	}
+}
+
+// knownMembership is peer p's membership: the one it presented on its
+// connection, or the one this node remembers from an earlier one.
+func (n *Node) knownMembership(ctx context.Context, p peer.ID) (policy.Membership, bool) {
+	if mb, ok := n.mesh.PeerMembership(p); ok {
+		return mb, true
+	}
+	v, err := n.store.Datastore().Get(ctx, recipientPrefix.ChildString(p.String()))
+	if err != nil {
+		return policy.Membership{}, false
+	}
+	var kr knownRecipient
+	if json.Unmarshal(v, &kr) != nil || kr.Membership == "" {
+		return policy.Membership{}, false
+	}
+	mb, err := policy.ParseMembership(kr.Membership)
+	return mb, err == nil
 }
 
 // recipients lists the peers org's bundles are sealed to.
@@ -833,10 +856,19 @@ func (b *bundler) check(ctx context.Context, org string, rep *crdt.Replica, id s
 			return fmt.Sprintf("execution %s ran on VM %s, but its bundle is signed by %s", id, eb.(schema.Execution).VM, meta.Signer)
 		}
 	}
-	if n.mesh.Gated() {
+	// On a gated node: the signer's membership, if this node ever saw it,
+	// must be a vm membership of org, signed by the authority and valid
+	// when the bundle was made. A signer never seen here is accepted on
+	// the strength of its bundle record, which the replica accepted.
+	if trust, err := n.cfg.Trust(); err == nil && trust != nil {
 		if p, err := peer.Decode(meta.Signer); err == nil {
-			if mb, ok := n.mesh.PeerMembership(p); ok && (mb.Role != schema.RoleVM || !mb.Covers(org)) {
-				return fmt.Sprintf("the signer %s has no vm membership for %s (%s)", meta.Signer, org, mb.Describe())
+			if mb, ok := n.knownMembership(ctx, p); ok {
+				if err := policy.Verify(mb, *trust, meta.Created); err != nil {
+					return fmt.Sprintf("the signer %s's membership was not valid when the bundle was made: %v", meta.Signer, err)
+				}
+				if mb.Role != schema.RoleVM || !mb.Covers(org) {
+					return fmt.Sprintf("the signer %s has no vm membership for %s (%s)", meta.Signer, org, mb.Describe())
+				}
 			}
 		}
 	}
