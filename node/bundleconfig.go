@@ -32,7 +32,8 @@ type BundleConfig struct {
 	// Interval is how often the node looks for work on bundles besides
 	// reacting to changes; 10s if zero.
 	Interval Duration `json:"interval,omitzero"`
-	// FetchTimeout bounds fetching one bundle's blocks from peers; 2m if zero.
+	// FetchTimeout bounds one attempt to fetch a bundle's blocks from
+	// peers (retried with backoff); 30s if zero.
 	FetchTimeout Duration `json:"fetch_timeout,omitzero"`
 }
 
@@ -106,5 +107,5 @@ func (c *BundleConfig) fetchTimeout() time.Duration {
 	if c.FetchTimeout > 0 {
 		return time.Duration(c.FetchTimeout)
 	}
-	return 2 * time.Minute
+	return 30 * time.Second
 }

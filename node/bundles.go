@@ -114,9 +114,10 @@ type bundler struct {
 
 	rounds atomic.Uint64
 
-	mu    sync.Mutex
-	retry map[string]time.Time // org/id → next fetch attempt
-	tries map[string]int
+	mu      sync.Mutex
+	retry   map[string]time.Time // org/id → next fetch attempt
+	waiting map[string]bool      // org/id of bundles waiting for a recipient, logged once
+	tries   map[string]int
 }
 
 func (n *Node) startBundles() {
@@ -128,7 +129,7 @@ func (n *Node) startBundles() {
 	b := &bundler{
 		n: n, cfg: n.cfg.Bundles, clock: clock, kick: make(chan struct{}, 1),
 		ctx: ctx, cancel: cancel, http: &http.Client{Timeout: 30 * time.Second},
-		retry: map[string]time.Time{}, tries: map[string]int{},
+		retry: map[string]time.Time{}, tries: map[string]int{}, waiting: map[string]bool{},
 	}
 	n.bundles.Store(b)
 	b.wg.Add(1)
@@ -167,11 +168,21 @@ func (b *bundler) poke() {
 	}
 }
 
+// loop runs rounds on kicks and ticks, at most one per interval/10 so that
+// a burst of replicated records (a catch-up) does not rescan without end.
 func (b *bundler) loop() {
 	t := time.NewTicker(b.cfg.interval())
 	defer t.Stop()
+	gap := time.NewTimer(0)
+	defer gap.Stop()
 	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-gap.C:
+		}
 		b.round()
+		gap.Reset(b.cfg.interval() / 10)
 		select {
 		case <-b.ctx.Done():
 			return
@@ -273,33 +284,59 @@ func (b *bundler) roundOrg(org string, rep *crdt.Replica) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	// Bundles are handled by up to bundleWorkers at once, so that one whose
+	// blocks no reachable peer has (the fetch waits for its timeout) does
+	// not hold up the others.
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, bundleWorkers)
+	)
 	for _, rec := range v.metas {
 		body, err := rec.DecodeBody()
 		if err != nil {
 			continue
 		}
-		meta := body.(schema.BundleMeta)
-		st, err := b.state(ctx, org, rec.ID)
-		if err != nil {
-			return err
-		}
-		_, deleted := v.deletions[rec.ID]
-		switch {
-		case deleted:
-			errs = append(errs, b.dropCopy(ctx, org, rec.ID, &st, "retention deleted it"))
-			continue
-		case cfg.Has(schema.RoleArchive):
-			errs = append(errs, b.archive(ctx, org, rep, rec.ID, meta, &st))
-			errs = append(errs, b.retain(ctx, org, rep, rec.ID, meta, &st))
-		case cfg.Has(schema.RoleVM):
-			errs = append(errs, b.custody(ctx, org, rep, rec.ID, meta, &st, v.holders[rec.ID]))
-			if cfg.Bundles.DropAfterReceipt && st.Held && slices.ContainsFunc(v.receipts[rec.ID], func(r schema.BundleReceipt) bool { return r.SHA256 == meta.SHA256 }) {
-				errs = append(errs, b.dropCopy(ctx, org, rec.ID, &st, "an archive receipted SHA-256 "+meta.SHA256))
-			}
-		}
+		meta, id := body.(schema.BundleMeta), rec.ID
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := b.handle(ctx, org, rep, id, meta, v)
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// bundleWorkers bounds the bundles one round handles at once.
+const bundleWorkers = 4
+
+// handle does this node's part for one bundle.
+func (b *bundler) handle(ctx context.Context, org string, rep *crdt.Replica, id string, meta schema.BundleMeta, v orgView) error {
+	cfg := b.n.cfg
+	st, err := b.state(ctx, org, id)
+	if err != nil {
+		return err
+	}
+	if _, deleted := v.deletions[id]; deleted {
+		return b.dropCopy(ctx, org, id, &st, "retention deleted it")
+	}
+	switch {
+	case cfg.Has(schema.RoleArchive):
+		return errors.Join(b.archive(ctx, org, rep, id, meta, &st), b.retain(ctx, org, rep, id, meta, &st))
+	case cfg.Has(schema.RoleVM):
+		err := b.custody(ctx, org, rep, id, meta, &st, v.holders[id])
+		if cfg.Bundles.DropAfterReceipt && st.Held && slices.ContainsFunc(v.receipts[id], func(r schema.BundleReceipt) bool { return r.SHA256 == meta.SHA256 }) {
+			err = errors.Join(err, b.dropCopy(ctx, org, id, &st, "an archive receipted SHA-256 "+meta.SHA256))
+		}
+		return err
+	}
+	return nil
 }
 
 // ---- local state ----
@@ -353,6 +390,17 @@ func (b *bundler) fail(org, id string) {
 	wait := time.Duration(b.tries[k]) * time.Second
 	wait = min(wait, 10*b.cfg.interval())
 	b.retry[k] = b.clock().Add(wait)
+}
+
+// noteWaiting reports whether org/id was not yet noted as waiting for a
+// recipient, and notes it.
+func (b *bundler) noteWaiting(org, id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := org + "/" + id
+	first := !b.waiting[k]
+	b.waiting[k] = true
+	return first
 }
 
 func (b *bundler) succeed(org, id string) {
@@ -593,7 +641,9 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 		return err
 	}
 	if len(recips) == 0 {
-		n.log.Info("bundle waits for a recipient: no archive or central peer of the organisation seen yet", "org", org, "execution", exec.ID)
+		if b.noteWaiting(org, exec.ID) {
+			n.log.Info("bundle waits for a recipient: no archive or central peer of the organisation seen yet", "org", org, "execution", exec.ID)
+		}
 		return nil
 	}
 	files, err := BundleFiles(exec, result, logs)
