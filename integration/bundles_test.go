@@ -231,6 +231,15 @@ func TestArchiveKeepsAsideABundleThatFails(t *testing.T) {
 	waitRecipient(t, vm, arch)
 	finishExecution(t, vm, "e1")
 	good := waitBundle(t, arch, "e1", "receipted", receiptedBy(arch.ID().String()))
+	// drop_after_receipt is off by default: the VM keeps its copy after the receipt.
+	waitBundle(t, vm, "e1", "receipted on the VM", receiptedBy(arch.ID().String()))
+	r1 := vm.BundleRounds()
+	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm.BundleRounds() >= r1+3, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if b := waitBundle(t, vm, "e1", "listed", func(node.BundleStatus) bool { return true }); !b.Local.Held || !hasBlock(t, vm, b.Root) {
+		t.Fatalf("the VM dropped its copy with drop_after_receipt off: %+v", b)
+	}
 	// Sealed: the VM kept no plain copy of the attachment and refuses a late one.
 	if as, err := client(vm).Attachments(ctx, org, "e1"); err != nil || len(as) != 0 {
 		t.Fatalf("attachments left after sealing: %+v, %v", as, err)
