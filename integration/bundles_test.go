@@ -124,6 +124,27 @@ func waitBundle(t *testing.T, n *node.Node, id, what string, cond func(node.Bund
 	return last
 }
 
+// bundleCounts checks the bundle counts n's status reports for org.
+func bundleCounts(t *testing.T, n *node.Node, want map[string]int) {
+	t.Helper()
+	st, err := n.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range st.Bundles {
+		if b.Org != org {
+			continue
+		}
+		for state, k := range want {
+			if b.States[state] != k {
+				t.Fatalf("%s's status counts %d bundles %s in %s, want %d: %v", n.ID(), b.States[state], state, org, k, b.States)
+			}
+		}
+		return
+	}
+	t.Fatalf("%s's status has no bundle counts for %s: %+v", n.ID(), org, st.Bundles)
+}
+
 func hasBlock(t *testing.T, n *node.Node, root string) bool {
 	t.Helper()
 	c, err := cid.Decode(root)
@@ -179,6 +200,8 @@ func TestBundleSurvivesItsVM(t *testing.T) {
 		t.Fatalf("vm2 dropped its copy before any receipt: %+v", b)
 	}
 
+	bundleCounts(t, vm2, map[string]int{"pending": 1, "archived": 0})
+
 	// vm1 dies; the archive reaches only vm2.
 	if err := c.Stop(1); err != nil {
 		t.Fatal(err)
@@ -190,6 +213,7 @@ func TestBundleSurvivesItsVM(t *testing.T) {
 	if !a.Local.Pinned || a.Local.Failed != "" || a.SHA256 != b2.SHA256 || a.Receipts[0].SHA256 != b2.SHA256 {
 		t.Fatalf("archive's view: %+v", a)
 	}
+	bundleCounts(t, arch, map[string]int{"pending": 0, "archived": 1})
 	// The receipt replicates to vm2, which then drops its copy.
 	d := waitBundle(t, vm2, "e1", "dropped", func(b node.BundleStatus) bool { return !b.Local.Dropped.IsZero() })
 	if d.Local.Held || hasBlock(t, vm2, d.Root) {

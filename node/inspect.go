@@ -62,9 +62,10 @@ const (
 )
 
 // BundleStates are the states a result bundle is counted in (metrics,
-// status page, Status.Bundles): built here and not yet confirmed by an
-// archive receipt, or confirmed.
-var BundleStates = []string{"pending", "archived"}
+// status page, Status.Bundles): not yet confirmed by an archive receipt
+// (pending), receipted (archived), payload deleted by retention (deleted),
+// or failed verification here and kept aside (kept_aside).
+var BundleStates = []string{"pending", "archived", "deleted", "kept_aside"}
 
 // BundleSummary counts an organisation's result bundles by state.
 type BundleSummary struct {
@@ -72,30 +73,48 @@ type BundleSummary struct {
 	States map[string]int `json:"states"`
 }
 
-// bundleSummaries asks the bundle component, when there is one, for its
-// counts; otherwise every organisation reports zero in every state, so
-// that dashboards keep their series.
+// bundleSummaries counts every organisation's bundles by state; an
+// organisation without bundles reports zero in every state, so that
+// dashboards keep their series.
 func (n *Node) bundleSummaries(ctx context.Context) []BundleSummary {
-	n.mu.Lock()
-	f := n.bundleStates
-	n.mu.Unlock()
-	var got []BundleSummary
-	if f != nil {
-		got = f(ctx)
-	}
-	by := map[string]BundleSummary{}
-	for _, b := range got {
-		by[b.Org] = b
-	}
 	var out []BundleSummary
+	idx := map[string]int{}
 	for _, org := range n.Orgs() {
 		b := BundleSummary{Org: org, States: map[string]int{}}
 		for _, s := range BundleStates {
-			b.States[s] = by[org].States[s]
+			b.States[s] = 0
 		}
+		idx[org] = len(out)
 		out = append(out, b)
 	}
+	if n.bundles.Load() == nil {
+		return out
+	}
+	all, err := n.Bundles(ctx, "")
+	if err != nil {
+		return out
+	}
+	for _, b := range all {
+		i, ok := idx[b.Org]
+		if !ok {
+			continue
+		}
+		out[i].States[bundleCountState(b)]++
+	}
 	return out
+}
+
+// bundleCountState is the state a bundle is counted in.
+func bundleCountState(b BundleStatus) string {
+	switch {
+	case !b.Deleted.IsZero():
+		return "deleted"
+	case b.Local.Failed != "":
+		return "kept_aside"
+	case len(b.Receipts) > 0:
+		return "archived"
+	}
+	return "pending"
 }
 
 // versions lists examnode's version and those of the modules replication

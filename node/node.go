@@ -111,9 +111,6 @@ type Node struct {
 	feed *feed     // the change feed (feed.go); opened by Start, closed after the replicas
 	obs  *observer // history sampler and metrics (observe.go); started by Start, stopped after the API
 
-	// bundleStates, if set (by the bundle component), counts result
-	// bundles per organisation and state (inspect.go); guarded by mu.
-	bundleStates func(context.Context) []BundleSummary
 	bundles atomic.Pointer[bundler] // bundle worker (bundles.go); started by Start, stopped before the replicas
 
 	api   *http.Server
