@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -53,6 +54,10 @@ type Options struct {
 	// local or replicated change that takes effect.
 	OnPut    func(key string, value []byte)
 	OnDelete func(key string)
+	// Verify, when set, keeps a verified view (view.go): reads, the
+	// hooks and Stats follow what policy accepts, not everything
+	// go-ds-crdt merged. Nil: the replica is open (demo, benchmarks).
+	Verify *VerifyOptions
 }
 
 // DefaultOptions returns the options for org that a daemon uses.
@@ -120,6 +125,7 @@ type Replica struct {
 	opts   Options
 	store  *Store
 	crdt   *gocrdt.Datastore
+	view   *view // nil unless Options.Verify
 	logger *slog.Logger
 
 	writes chan *writeReq
@@ -163,22 +169,35 @@ func NewReplica(opts Options, deps Deps) (*Replica, error) {
 	copts.DAGSyncerTimeout = opts.DAGSyncerTimeout
 	copts.NumWorkers = opts.NumWorkers
 	copts.RepairInterval = time.Hour
-	if opts.OnPut != nil {
-		f := opts.OnPut
-		copts.PutHook = func(k ds.Key, v []byte) { f(k.String(), v) }
-	}
-	if opts.OnDelete != nil {
-		f := opts.OnDelete
-		copts.DeleteHook = func(k ds.Key) { f(k.String()) }
+	dag := deps.DAG
+	var vw *view
+	if opts.Verify != nil {
+		// The view calls the hooks, for what it accepts.
+		vw = newView(opts.Org, *opts.Verify, deps.Store.Datastore(), deps.DAG, logger, opts.OnPut, opts.OnDelete)
+		dag = &observingDAG{DAGService: deps.DAG, v: vw}
+	} else {
+		if opts.OnPut != nil {
+			f := opts.OnPut
+			copts.PutHook = func(k ds.Key, v []byte) { f(k.String(), v) }
+		}
+		if opts.OnDelete != nil {
+			f := opts.OnDelete
+			copts.DeleteHook = func(k ds.Key) { f(k.String()) }
+		}
 	}
 
 	var bc gocrdt.Broadcaster
 	if deps.Broadcaster != nil {
 		bc = captureBroadcaster{deps.Broadcaster}
 	}
-	cd, err := gocrdt.New(deps.Store.Datastore(), Namespace(opts.Org), deps.DAG, bc, copts)
+	cd, err := gocrdt.New(deps.Store.Datastore(), Namespace(opts.Org), dag, bc, copts)
 	if err != nil {
 		return nil, fmt.Errorf("crdt: open replica %s: %w", opts.Org, err)
+	}
+	if vw != nil {
+		if err := vw.open(context.Background(), Namespace(opts.Org)); err != nil {
+			return nil, errors.Join(fmt.Errorf("crdt: open the verified view of %s: %w", opts.Org, err), cd.Close())
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Replica{
@@ -186,6 +205,7 @@ func NewReplica(opts Options, deps Deps) (*Replica, error) {
 		opts:   opts,
 		store:  deps.Store,
 		crdt:   cd,
+		view:   vw,
 		logger: logger,
 		writes: make(chan *writeReq, 4*opts.MaxGroupRecords),
 		ctx:    ctx,
@@ -236,6 +256,10 @@ func (r *Replica) Apply(ctx context.Context, ops []Op) error {
 	}
 	select {
 	case err := <-req.done:
+		if err == nil && r.view != nil {
+			// Read-your-writes: the view has decided the delta.
+			err = r.view.wait(ctx)
+		}
 		return err
 	case <-r.ctx.Done():
 		// The committer commits what was queued before it exits; a request
@@ -370,8 +394,28 @@ func (r *Replica) commit(group []*writeReq) error {
 	return nil
 }
 
-// Get returns the value of key, or ErrNotFound.
+// Verified reports whether the replica keeps a verified view.
+func (r *Replica) Verified() bool { return r.view != nil }
+
+// Get returns the value of key, or ErrNotFound. A verified replica
+// answers from its view: the best value policy accepts.
 func (r *Replica) Get(ctx context.Context, key string) ([]byte, error) {
+	if r.view == nil {
+		return r.GetRaw(ctx, key)
+	}
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
+	v, err := r.view.get(ctx, key)
+	if err == nil && v == nil {
+		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, key, r.org)
+	}
+	return v, err
+}
+
+// GetRaw returns go-ds-crdt's value of key, whoever wrote it: what was
+// merged, not what is valid. For inspection and tests.
+func (r *Replica) GetRaw(ctx context.Context, key string) ([]byte, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, err
 	}
@@ -387,6 +431,9 @@ func (r *Replica) Has(ctx context.Context, key string) (bool, error) {
 	if err := ValidateKey(key); err != nil {
 		return false, err
 	}
+	if r.view != nil {
+		return r.store.Datastore().Has(ctx, r.view.valueKey(key))
+	}
 	return r.crdt.Has(ctx, ds.NewKey(key))
 }
 
@@ -397,8 +444,45 @@ type Entry struct {
 }
 
 // List returns the records under prefix ("/" for all), in key order,
-// skipping offset and returning at most limit (0: no limit).
+// skipping offset and returning at most limit (0: no limit). A verified
+// replica lists its view.
 func (r *Replica) List(ctx context.Context, prefix string, keysOnly bool, offset, limit int) ([]Entry, error) {
+	if r.view == nil {
+		return r.ListRaw(ctx, prefix, keysOnly, offset, limit)
+	}
+	base := r.view.base + "/v"
+	p := base
+	if prefix != "" && prefix != "/" {
+		p = base + ds.NewKey(prefix).String()
+	}
+	res, err := r.store.Datastore().Query(ctx, query.Query{
+		Prefix: p, KeysOnly: keysOnly, Orders: []query.Order{query.OrderByKey{}}, Offset: offset, Limit: limit,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	var out []Entry
+	for e := range res.Next() {
+		if e.Error != nil {
+			return nil, e.Error
+		}
+		out = append(out, Entry{Key: strings.TrimPrefix(e.Key, base), Value: e.Value})
+	}
+	return out, nil
+}
+
+// Refusals lists, for a verified replica, the elements its view refused
+// or parked (at most limit; 0: all), by key.
+func (r *Replica) Refusals(ctx context.Context, limit int) ([]Refusal, error) {
+	if r.view == nil {
+		return []Refusal{}, nil
+	}
+	return r.view.refusals(ctx, limit)
+}
+
+// ListRaw lists go-ds-crdt's values, whoever wrote them (see GetRaw).
+func (r *Replica) ListRaw(ctx context.Context, prefix string, keysOnly bool, offset, limit int) ([]Entry, error) {
 	res, err := r.crdt.Query(ctx, query.Query{
 		Prefix:   prefix,
 		KeysOnly: keysOnly,
@@ -461,6 +545,12 @@ type Stats struct {
 	Written     uint64    `json:"records_written"`
 	WriteErrors uint64    `json:"write_errors"`
 	LastCommit  time.Time `json:"last_commit,omitzero"`
+	// Verified: the replica keeps a verified view; Refused counts the
+	// elements it refuses now, by reason; Parked those waiting for a
+	// membership or an execution to arrive.
+	Verified bool              `json:"verified"`
+	Refused  map[string]uint64 `json:"refused,omitempty"`
+	Parked   int               `json:"parked,omitempty"`
 }
 
 // Stats reports the replica's heads, height, queue and write counters.
@@ -480,6 +570,10 @@ func (r *Replica) Stats(ctx context.Context) Stats {
 	}
 	if t := r.lastCommit.Load(); t != 0 {
 		st.LastCommit = time.Unix(0, t)
+	}
+	if r.view != nil {
+		st.Verified = true
+		st.Refused, st.Parked = r.view.counts()
 	}
 	return st
 }
@@ -529,6 +623,9 @@ func (r *Replica) Close() error {
 		r.cancel()
 		r.wg.Wait()
 		r.closeErr = r.crdt.Close()
+		if r.view != nil {
+			r.view.close() // after go-ds-crdt: nothing more is observed
+		}
 	})
 	return r.closeErr
 }

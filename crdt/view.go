@@ -1,0 +1,768 @@
+package crdt
+
+// The verified view of a gated replica.
+//
+// go-ds-crdt merges every delta a connected peer announces: it has no
+// hook that could refuse one, and a refused delta could not be left out
+// of the DAG anyway (later deltas link to it). So a gated replica leaves
+// go-ds-crdt's own state alone, as a record of what was merged, and keeps
+// beside it a view of what is valid, which every read serves:
+//
+//   - Observation. go-ds-crdt reads each delta it merges through the DAG
+//     service it was given (Get, GetMany, a session), and writes each
+//     local delta through it (Add). The replica hands it a wrapper that
+//     also decodes every such delta and queues its elements (key, value,
+//     block, priority) and tombstones for the verifier. Nothing else is
+//     done in go-ds-crdt's goroutines. (The PutHook alone would not do: it
+//     fires only when an element wins in go-ds-crdt's order, so a
+//     legitimate value that arrives after a forged one of higher priority
+//     would never be seen.)
+//   - Verification. One goroutine per replica (owned by it, stopped by
+//     Close) indexes the queued elements and decides every key they touch
+//     with decide (decide.go): signature, membership, revocation, replay
+//     and the write rules of policy.MayWrite. The view's value of a key is
+//     the best valid element, chosen as go-ds-crdt chooses among all of
+//     them, so nodes holding the same deltas show the same view; a forged
+//     value that wins in go-ds-crdt's order changes nothing the API serves.
+//   - Refused elements are kept aside, with their reason, locally (never
+//     replicated), and counted per reason (Stats.Refused). An element whose
+//     writer's membership or whose execution has not arrived yet is parked
+//     and decided again when that key changes in the view. A revocation
+//     that arrives decides again every key the revoked membership signed
+//     at.
+//   - Persistence. The index and the view live in the node's badger store
+//     under /view/<org>/ (layout below), written without fsync: on open,
+//     every element in go-ds-crdt's element index whose delta the view has
+//     not marked done is queued again, so a crash loses nothing.
+//
+// The price is that values are stored twice (in go-ds-crdt's state and the
+// view's index), and a local write is acknowledged only once the view has
+// decided it (Apply waits), so that a read after a write sees it.
+//
+// Known limit: tombstones carry no signature, so the view honours every
+// tombstone go-ds-crdt merged; only central deletes through the API.
+//
+// Layout, under /view/<org>:
+//
+//	/e/<key>/<block>        an element: priority (8 bytes), value
+//	/t/<key>/<block>        a tombstone of the element of <block> at <key>
+//	/b/<block>              the delta is indexed and decided
+//	/v/<key>                the view: the best valid value
+//	/r/<esc key>/<block>    a refused or parked element (JSON Refusal)
+//	/d/<dep key>/<esc key>  <key> is parked until <dep key> changes
+//	/w/<serial>/<esc key>   membership <serial> signed an element at <key>
+//
+// <esc key> is the key without its leading '/', with '/' written '~'.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	dshelp "github.com/ipfs/boxo/datastore/dshelp"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	"github.com/ipfs/go-ds-crdt/pb"
+	ipld "github.com/ipfs/go-ipld-format"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/examnode/examnode/policy"
+	"github.com/examnode/examnode/schema"
+)
+
+// VerifyOptions turns a replica's verified view on (a gated node).
+type VerifyOptions struct {
+	// Trust is what the node trusts: network, authority key, clock skew.
+	Trust policy.Trust
+	// Now is the clock; time.Now if nil.
+	Now func() time.Time
+	// OnRevocation is called, from the verifier goroutine, for every
+	// revocation the view holds: at open for those already stored, then
+	// as they arrive.
+	OnRevocation func(policy.Revocation)
+}
+
+// Refusal is an element the view refused or parked.
+type Refusal struct {
+	Key       string    `json:"key"`
+	Block     string    `json:"block"`
+	Priority  uint64    `json:"priority"`
+	Parked    bool      `json:"parked,omitempty"`
+	Reason    string    `json:"reason"`
+	Error     string    `json:"error"`
+	Writer    string    `json:"writer,omitempty"`
+	Serial    string    `json:"serial,omitempty"`
+	Seq       uint64    `json:"seq,omitempty"`
+	DecidedAt time.Time `json:"decided_at"`
+	dep       string
+}
+
+// observed is one delta seen going through the DAG service.
+type observed struct {
+	block string
+	prio  uint64
+	elems []*pb.Element
+	tombs []*pb.Element
+}
+
+type view struct {
+	org   string
+	opts  VerifyOptions
+	store ds.Datastore
+	dag   ipld.DAGService // the unwrapped DAG service
+	base  string          // /view/<org>
+	log   *slog.Logger
+
+	onPut    func(key string, value []byte)
+	onDelete func(key string)
+
+	mu       sync.Mutex
+	queue    []observed
+	enqueued uint64
+	done     uint64
+	progress chan struct{} // closed and replaced when done advances
+	wake     chan struct{}
+
+	// Owned by the verifier goroutine (and open, before it starts);
+	// counts are read under mu.
+	members map[policy.Serial]policy.Membership
+	revs    policy.RevocationSet
+	refused map[string]uint64 // reason -> elements refused now
+	parked  int
+
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	stopped chan struct{} // closed when the verifier has returned
+}
+
+func blockID(c cid.Cid) string {
+	return strings.TrimPrefix(dshelp.MultihashToDsKey(c.Hash()).String(), "/")
+}
+
+func newView(org string, opts VerifyOptions, store ds.Datastore, dag ipld.DAGService, log *slog.Logger, onPut func(string, []byte), onDelete func(string)) *view {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if onPut == nil {
+		onPut = func(string, []byte) {}
+	}
+	if onDelete == nil {
+		onDelete = func(string) {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &view{
+		org: org, opts: opts, store: store, dag: dag, base: "/view/" + org, log: log,
+		onPut: onPut, onDelete: onDelete,
+		progress: make(chan struct{}), wake: make(chan struct{}, 1),
+		members: map[policy.Serial]policy.Membership{}, refused: map[string]uint64{},
+		ctx: ctx, cancel: cancel, stopped: make(chan struct{}),
+	}
+}
+
+func (v *view) k(parts ...string) ds.Key {
+	return ds.RawKey(v.base + "/" + strings.Join(parts, "/"))
+}
+
+// key helpers: record keys start with '/'.
+func (v *view) elemPrefix(key string) string { return v.base + "/e" + key + "/" }
+func (v *view) tombPrefix(key string) string { return v.base + "/t" + key + "/" }
+func (v *view) valueKey(key string) ds.Key   { return ds.RawKey(v.base + "/v" + key) }
+func esc(key string) string                  { return strings.ReplaceAll(strings.TrimPrefix(key, "/"), "/", "~") }
+func unesc(s string) string                  { return "/" + strings.ReplaceAll(s, "~", "/") }
+
+// observe decodes nd as a go-ds-crdt delta and queues it. It runs in
+// go-ds-crdt's goroutines and never blocks.
+func (v *view) observe(nd ipld.Node) {
+	pn, ok := nd.(*merkledag.ProtoNode)
+	if !ok {
+		return
+	}
+	var d pb.Delta
+	if err := proto.Unmarshal(pn.Data(), &d); err != nil {
+		v.log.Warn("verified view: a DAG node is not a delta", "block", nd.Cid(), "err", err)
+		return
+	}
+	if len(d.Elements) == 0 && len(d.Tombstones) == 0 {
+		return
+	}
+	v.enqueue(observed{block: blockID(nd.Cid()), prio: d.Priority, elems: d.Elements, tombs: d.Tombstones})
+}
+
+func (v *view) enqueue(o observed) {
+	v.mu.Lock()
+	v.queue = append(v.queue, o)
+	v.enqueued++
+	v.mu.Unlock()
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns once every delta observed before it was called is decided.
+func (v *view) wait(ctx context.Context) error {
+	v.mu.Lock()
+	target := v.enqueued
+	v.mu.Unlock()
+	for {
+		v.mu.Lock()
+		done, ch := v.done, v.progress
+		v.mu.Unlock()
+		if done >= target {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-v.stopped:
+			return ErrClosed
+		}
+	}
+}
+
+// open loads memberships, revocations and counters, queues what a crash
+// may have left undecided (raw is go-ds-crdt's namespace), and starts the
+// verifier.
+func (v *view) open(ctx context.Context, raw ds.Key) error {
+	for _, e := range v.scan(ctx, v.base+"/v"+MembershipsPrefix+"/", false) {
+		if m, err := policy.DecodeMembership(e.Value); err == nil {
+			v.members[m.Serial] = m
+		}
+	}
+	for _, e := range v.scan(ctx, v.base+"/v"+RevocationsPrefix+"/", false) {
+		v.addRevocation(e.Value)
+	}
+	for _, e := range v.scan(ctx, v.base+"/r/", false) {
+		var r Refusal
+		if json.Unmarshal(e.Value, &r) == nil {
+			v.count(r, 1)
+		}
+	}
+	if err := v.recover(ctx, raw); err != nil {
+		return err
+	}
+	v.wg.Add(1)
+	go func() {
+		defer v.wg.Done()
+		defer close(v.stopped)
+		v.run()
+	}()
+	return nil
+}
+
+// recover queues the deltas of elements go-ds-crdt merged but the view
+// has not marked done, and applies tombstones the view does not hold.
+func (v *view) recover(ctx context.Context, raw ds.Key) error {
+	elems := raw.ChildString("s").ChildString("s").String() + "/"
+	blocks := map[string]bool{}
+	for _, e := range v.scan(ctx, elems, true) {
+		i := strings.LastIndexByte(e.Key, '/')
+		b := e.Key[i+1:]
+		if blocks[b] {
+			continue
+		}
+		blocks[b] = true
+		if has, _ := v.store.Has(ctx, v.k("b", b)); has {
+			blocks[b] = false
+		}
+	}
+	n := 0
+	for b, todo := range blocks {
+		if !todo {
+			continue
+		}
+		mh, err := dshelp.DsKeyToMultihash(ds.NewKey(b))
+		if err != nil {
+			continue
+		}
+		gctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		nd, err := v.dag.Get(gctx, cid.NewCidV1(cid.DagProtobuf, mh))
+		cancel()
+		if err != nil {
+			v.log.Warn("verified view: a merged delta is missing from the block store", "block", b, "err", err)
+			continue
+		}
+		v.observe(nd)
+		n++
+	}
+	tombs := raw.ChildString("s").ChildString("t").String()
+	var missing []*pb.Element
+	for _, e := range v.scan(ctx, tombs+"/", true) {
+		rest := strings.TrimPrefix(e.Key, tombs)
+		i := strings.LastIndexByte(rest, '/')
+		key, b := rest[:i], rest[i+1:]
+		if has, _ := v.store.Has(ctx, ds.RawKey(v.tombPrefix(key)+b)); !has {
+			missing = append(missing, &pb.Element{Key: key, Id: b})
+		}
+	}
+	if len(missing) > 0 {
+		v.enqueue(observed{block: "recovered-tombstones", tombs: missing})
+	}
+	if n > 0 || len(missing) > 0 {
+		v.log.Info("verified view: deciding deltas left undecided by the last run", "deltas", n, "tombstones", len(missing))
+	}
+	return nil
+}
+
+func (v *view) scan(ctx context.Context, prefix string, keysOnly bool) []query.Entry {
+	res, err := v.store.Query(ctx, query.Query{Prefix: prefix, KeysOnly: keysOnly})
+	if err != nil {
+		v.log.Error("verified view: scan", "prefix", prefix, "err", err)
+		return nil
+	}
+	defer res.Close()
+	var out []query.Entry
+	for r := range res.Next() {
+		if r.Error != nil {
+			v.log.Error("verified view: scan", "prefix", prefix, "err", r.Error)
+			return out
+		}
+		out = append(out, r.Entry)
+	}
+	return out
+}
+
+func (v *view) close() {
+	v.cancel()
+	v.wg.Wait()
+}
+
+// run is the verifier. On close it decides what is still queued (the
+// replica closes go-ds-crdt first, so nothing more arrives), then returns.
+func (v *view) run() {
+	for {
+		stopping := false
+		select {
+		case <-v.ctx.Done():
+			stopping = true
+		case <-v.wake:
+		}
+		v.mu.Lock()
+		batch := v.queue
+		v.queue = nil
+		v.mu.Unlock()
+		if len(batch) > 0 {
+			if err := v.process(context.Background(), batch); err != nil {
+				// The store failed: what was not marked done is
+				// decided again at the next open.
+				v.log.Error("verified view: deciding deltas", "err", err)
+			}
+		}
+		if stopping {
+			return
+		}
+		v.mu.Lock()
+		v.done += uint64(len(batch))
+		close(v.progress)
+		v.progress = make(chan struct{})
+		v.mu.Unlock()
+	}
+}
+
+// process indexes a batch of deltas, decides every key they touch (and
+// every key those decisions wake), then marks the deltas done.
+func (v *view) process(ctx context.Context, batch []observed) error {
+	b, err := v.store.(ds.Batching).Batch(ctx)
+	if err != nil {
+		return err
+	}
+	var keys []string
+	queued := map[string]bool{}
+	touch := func(k string) {
+		if !queued[k] {
+			queued[k] = true
+			keys = append(keys, k)
+		}
+	}
+	var doneBlocks []string
+	for _, o := range batch {
+		if !strings.HasPrefix(o.block, "recovered") {
+			if has, _ := v.store.Has(ctx, v.k("b", o.block)); has {
+				continue
+			}
+			doneBlocks = append(doneBlocks, o.block)
+		}
+		for _, e := range o.elems {
+			key := e.GetKey()
+			if ValidateKey(key) != nil {
+				continue // go-ds-crdt keys are cleaned ds keys; ours never fail
+			}
+			val := make([]byte, 8+len(e.GetValue()))
+			binary.BigEndian.PutUint64(val, o.prio)
+			copy(val[8:], e.GetValue())
+			if err := b.Put(ctx, ds.RawKey(v.elemPrefix(key)+o.block), val); err != nil {
+				return err
+			}
+			touch(key)
+		}
+		for _, t := range o.tombs {
+			key := t.GetKey()
+			if ValidateKey(key) != nil {
+				continue
+			}
+			if err := b.Put(ctx, ds.RawKey(v.tombPrefix(key)+strings.TrimPrefix(t.GetId(), "/")), nil); err != nil {
+				return err
+			}
+			touch(key)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	type change struct {
+		key   string
+		value []byte
+	}
+	var changes []change
+	for i := 0; i < len(keys); i++ {
+		key := keys[i]
+		delete(queued, key)
+		old, changed, woken, err := v.decideKey(ctx, key)
+		if err != nil {
+			return err
+		}
+		for _, w := range woken {
+			touch(w)
+		}
+		if changed {
+			nv, _ := v.get(ctx, key)
+			_ = old
+			changes = append(changes, change{key, nv})
+		}
+	}
+	mb, err := v.store.(ds.Batching).Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, blk := range doneBlocks {
+		if err := mb.Put(ctx, v.k("b", blk), nil); err != nil {
+			return err
+		}
+	}
+	if err := mb.Commit(ctx); err != nil {
+		return err
+	}
+	for _, c := range changes {
+		if IsReserved(c.key) {
+			continue
+		}
+		if c.value == nil {
+			v.onDelete(c.key)
+		} else {
+			v.onPut(c.key, c.value)
+		}
+	}
+	return nil
+}
+
+func (v *view) get(ctx context.Context, key string) ([]byte, error) {
+	b, err := v.store.Get(ctx, v.valueKey(key))
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil, nil
+	}
+	return b, err
+}
+
+// decideKey decides key again and stores the outcome. It returns the old
+// value, whether the value changed, and the keys to decide again because
+// of the change.
+func (v *view) decideKey(ctx context.Context, key string) (old []byte, changed bool, woken []string, err error) {
+	var elems []element
+	tombs := map[string]bool{}
+	for _, e := range v.scan(ctx, v.tombPrefix(key), true) {
+		rest := strings.TrimPrefix(e.Key, v.tombPrefix(key))
+		if !strings.Contains(rest, "/") {
+			tombs[rest] = true
+		}
+	}
+	for _, e := range v.scan(ctx, v.elemPrefix(key), false) {
+		rest := strings.TrimPrefix(e.Key, v.elemPrefix(key))
+		if strings.Contains(rest, "/") || len(e.Value) < 8 {
+			continue // an element of a longer key
+		}
+		elems = append(elems, element{Block: rest, Priority: binary.BigEndian.Uint64(e.Value), Value: e.Value[8:], Tomb: tombs[rest]})
+	}
+	now := v.opts.Now()
+	d := decide(key, elems, lookups{
+		org: v.org, trust: v.opts.Trust, now: now, revs: v.revs,
+		members: func(s policy.Serial) (policy.Membership, bool) { m, ok := v.members[s]; return m, ok },
+		execution: func(id string) (*schema.Record, bool) {
+			b, err := v.get(ctx, schema.Key(schema.KindExecutions, id))
+			if err != nil || b == nil {
+				return nil, false
+			}
+			rec, err := DecodeRecord(b)
+			if err != nil {
+				return nil, false
+			}
+			return &rec, true
+		},
+	})
+	if old, err = v.get(ctx, key); err != nil {
+		return nil, false, nil, err
+	}
+	if !bytes.Equal(old, d.Value) {
+		changed = true
+		if d.Value == nil {
+			err = v.store.Delete(ctx, v.valueKey(key))
+		} else {
+			err = v.store.Put(ctx, v.valueKey(key), d.Value)
+		}
+		if err != nil {
+			return nil, false, nil, err
+		}
+	}
+	// Refusals of this key: replace the old ones.
+	ek := esc(key)
+	rprefix := v.base + "/r/" + ek + "/"
+	for _, e := range v.scan(ctx, rprefix, false) {
+		var r Refusal
+		if json.Unmarshal(e.Value, &r) == nil {
+			v.count(r, -1)
+		}
+		if err := v.store.Delete(ctx, ds.RawKey(e.Key)); err != nil {
+			return nil, false, nil, err
+		}
+	}
+	for _, e := range elems {
+		vd := d.Verdicts[e.Block]
+		if vd == nil {
+			continue
+		}
+		r := Refusal{Key: key, Block: e.Block, Priority: e.Priority, Parked: vd.Parked, Reason: vd.Reason,
+			Writer: vd.Writer, Seq: vd.Seq, DecidedAt: now.UTC(), dep: vd.Dep}
+		if vd.Err != nil {
+			r.Error = vd.Err.Error()
+		}
+		if !vd.Serial.IsZero() {
+			r.Serial = vd.Serial.String()
+		}
+		b, _ := json.Marshal(r)
+		if err := v.store.Put(ctx, ds.RawKey(rprefix+e.Block), b); err != nil {
+			return nil, false, nil, err
+		}
+		v.count(r, 1)
+		if vd.Dep != "" {
+			if err := v.store.Put(ctx, ds.RawKey(v.base+"/d"+vd.Dep+"/"+ek), nil); err != nil {
+				return nil, false, nil, err
+			}
+		}
+		if !r.Parked {
+			v.log.Warn("verified view: refused", "key", key, "block", e.Block, "reason", r.Reason, "err", r.Error)
+		}
+	}
+	for _, s := range d.Serials {
+		if err := v.store.Put(ctx, v.k("w", s.String(), ek), nil); err != nil {
+			return nil, false, nil, err
+		}
+	}
+	if !changed {
+		return old, false, nil, nil
+	}
+	// Keys parked on this one.
+	dprefix := v.base + "/d" + key + "/"
+	for _, e := range v.scan(ctx, dprefix, true) {
+		rest := strings.TrimPrefix(e.Key, dprefix)
+		if strings.Contains(rest, "/") {
+			continue
+		}
+		woken = append(woken, unesc(rest))
+		_ = v.store.Delete(ctx, ds.RawKey(e.Key))
+	}
+	switch {
+	case strings.HasPrefix(key, MembershipsPrefix+"/") && d.Value != nil:
+		if m, err := policy.DecodeMembership(d.Value); err == nil {
+			v.members[m.Serial] = m
+		}
+	case strings.HasPrefix(key, RevocationsPrefix+"/") && d.Value != nil:
+		if r, ok := v.addRevocation(d.Value); ok {
+			serials := []policy.Serial{r.Serial}
+			if r.Serial.IsZero() {
+				serials = serials[:0]
+				for s, m := range v.members {
+					if m.Peer == r.Peer {
+						serials = append(serials, s)
+					}
+				}
+			}
+			for _, s := range serials {
+				wprefix := v.k("w", s.String()).String() + "/"
+				for _, e := range v.scan(ctx, wprefix, true) {
+					woken = append(woken, unesc(strings.TrimPrefix(e.Key, wprefix)))
+				}
+			}
+		}
+	}
+	return old, true, woken, nil
+}
+
+func (v *view) addRevocation(b []byte) (policy.Revocation, bool) {
+	r, err := policy.DecodeRevocation(b)
+	if err != nil {
+		return r, false
+	}
+	revs, err := v.revs.With(r, v.opts.Trust)
+	if err != nil {
+		return r, false
+	}
+	v.revs = revs
+	if v.opts.OnRevocation != nil {
+		v.opts.OnRevocation(r)
+	}
+	return r, true
+}
+
+func (v *view) count(r Refusal, delta int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if r.Parked {
+		v.parked += delta
+		return
+	}
+	n := int64(v.refused[r.Reason]) + int64(delta)
+	if n <= 0 {
+		delete(v.refused, r.Reason)
+		return
+	}
+	v.refused[r.Reason] = uint64(n)
+}
+
+func (v *view) counts() (map[string]uint64, int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := make(map[string]uint64, len(v.refused))
+	for k, n := range v.refused {
+		out[k] = n
+	}
+	return out, v.parked
+}
+
+// refusals lists refused and parked elements, by key then block.
+func (v *view) refusals(ctx context.Context, limit int) ([]Refusal, error) {
+	res, err := v.store.Query(ctx, query.Query{Prefix: v.base + "/r/", Orders: []query.Order{query.OrderByKey{}}, Limit: limit})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	out := []Refusal{}
+	for e := range res.Next() {
+		if e.Error != nil {
+			return nil, e.Error
+		}
+		var r Refusal
+		if err := json.Unmarshal(e.Value, &r); err != nil {
+			return nil, fmt.Errorf("crdt: refusal %s: %w", e.Key, err)
+		}
+		out = append(out, r)
+	}
+	slices.SortStableFunc(out, func(a, b Refusal) int { return strings.Compare(a.Key, b.Key) })
+	return out, nil
+}
+
+// DecodeRecord reads the value a gated replica stores at a record's key:
+// a signed record (policy.EncodeSigned) around the record's schema
+// encoding. It does not verify the signature: the view did.
+func DecodeRecord(b []byte) (schema.Record, error) {
+	sr, err := policy.DecodeSigned(b)
+	if err != nil {
+		return schema.Record{}, err
+	}
+	return schema.Decode(sr.Record)
+}
+
+// observingDAG is the DAG service a gated replica gives go-ds-crdt: every
+// node read or added through it is also queued to the view.
+type observingDAG struct {
+	ipld.DAGService
+	v *view
+}
+
+func (d *observingDAG) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
+	nd, err := d.DAGService.Get(ctx, c)
+	if err == nil {
+		d.v.observe(nd)
+	}
+	return nd, err
+}
+
+func (d *observingDAG) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
+	return observeMany(ctx, d.DAGService.GetMany(ctx, cs), d.v)
+}
+
+func (d *observingDAG) Add(ctx context.Context, nd ipld.Node) error {
+	err := d.DAGService.Add(ctx, nd)
+	if err == nil {
+		d.v.observe(nd)
+	}
+	return err
+}
+
+func (d *observingDAG) AddMany(ctx context.Context, nds []ipld.Node) error {
+	err := d.DAGService.AddMany(ctx, nds)
+	if err == nil {
+		for _, nd := range nds {
+			d.v.observe(nd)
+		}
+	}
+	return err
+}
+
+// Session keeps bitswap sessions (go-ds-crdt uses one per branch walk).
+func (d *observingDAG) Session(ctx context.Context) ipld.NodeGetter {
+	if s, ok := d.DAGService.(interface {
+		Session(context.Context) ipld.NodeGetter
+	}); ok {
+		return &observingGetter{s.Session(ctx), d.v}
+	}
+	return d
+}
+
+type observingGetter struct {
+	ipld.NodeGetter
+	v *view
+}
+
+func (g *observingGetter) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
+	nd, err := g.NodeGetter.Get(ctx, c)
+	if err == nil {
+		g.v.observe(nd)
+	}
+	return nd, err
+}
+
+func (g *observingGetter) GetMany(ctx context.Context, cs []cid.Cid) <-chan *ipld.NodeOption {
+	return observeMany(ctx, g.NodeGetter.GetMany(ctx, cs), g.v)
+}
+
+func observeMany(ctx context.Context, in <-chan *ipld.NodeOption, v *view) <-chan *ipld.NodeOption {
+	out := make(chan *ipld.NodeOption, cap(in))
+	go func() {
+		defer close(out)
+		for o := range in {
+			if o.Err == nil && o.Node != nil {
+				v.observe(o.Node)
+			}
+			select {
+			case out <- o:
+			case <-ctx.Done():
+				// Drain so the producer can finish.
+				for range in {
+				}
+				return
+			}
+		}
+	}()
+	return out
+}

@@ -1,0 +1,204 @@
+package crdt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+)
+
+type hookLog struct {
+	mu   sync.Mutex
+	puts map[string][]byte
+}
+
+func (h *hookLog) put(k string, v []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.puts[k] = bytes.Clone(v)
+}
+
+func (h *hookLog) get(k string) []byte {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.puts[k]
+}
+
+func verifiedReplica(t *testing.T, s *Store, w *trustWorld, h *hookLog) *Replica {
+	t.Helper()
+	opts := DefaultOptions(testOrg)
+	opts.Verify = &VerifyOptions{Trust: w.trust, Now: func() time.Time { return tw0.Add(3 * time.Hour) }}
+	if h != nil {
+		opts.OnPut = h.put
+	}
+	r, err := NewReplica(opts, Deps{Store: s, DAG: offlineDAG(s)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func mustPut(t *testing.T, r *Replica, key string, v []byte) {
+	t.Helper()
+	if err := r.Put(context.Background(), key, v); err != nil {
+		t.Fatalf("put %s: %v", key, err)
+	}
+}
+
+func mustGet(t *testing.T, r *Replica, key string) []byte {
+	t.Helper()
+	v, err := r.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("get %s: %v", key, err)
+	}
+	return v
+}
+
+// TestVerifiedViewKeepsLegitimateValue writes, through go-ds-crdt
+// directly, what a modified peer would: a forged value that wins in
+// go-ds-crdt's order. The view still serves the legitimate one, counts the
+// refusal, and keeps all of it across a reopen and a lost view.
+func TestVerifiedViewKeepsLegitimateValue(t *testing.T) {
+	ctx := context.Background()
+	w := newTrustWorld(t)
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	h := &hookLog{puts: map[string][]byte{}}
+	r := verifiedReplica(t, s, w, h)
+	d1 := w.central.sign(t, delivery(t, "Maths"), 0)
+	vmD := w.vm1.sign(t, delivery(t, "Forged by a VM"), 0)
+	r1 := w.vm1.sign(t, result(t, "e1", "7.5"), time.Hour)
+	e1 := w.vm1.sign(t, execution(t, "e1", w.vm1.id, "finished"), time.Hour)
+
+	mustPut(t, r, MembershipKey(w.central.m.Serial), w.central.m.Encode())
+	mustPut(t, r, "/deliveries/d1", d1)
+	mustPut(t, r, "/results/e1", r1) // before its execution: parked
+	if _, err := r.Get(ctx, "/results/e1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a result without its execution is served: %v", err)
+	}
+	if st := r.Stats(ctx); st.Parked != 0 {
+		// vm1's membership is not here yet either: parked on that first.
+		t.Logf("parked: %d", st.Parked)
+	}
+	mustPut(t, r, MembershipKey(w.vm1.m.Serial), w.vm1.m.Encode())
+	mustPut(t, r, "/executions/e1", e1)
+	if got := mustGet(t, r, "/results/e1"); !bytes.Equal(got, r1) {
+		t.Fatal("the parked result was not accepted once its execution arrived")
+	}
+	mustPut(t, r, "/deliveries/d1", vmD)
+	raw, err := r.GetRaw(ctx, "/deliveries/d1")
+	if err != nil || !bytes.Equal(raw, vmD) {
+		t.Fatalf("go-ds-crdt should hold the forged value (it merges anything): %v", err)
+	}
+	if got := mustGet(t, r, "/deliveries/d1"); !bytes.Equal(got, d1) {
+		t.Fatal("the view serves the VM's delivery")
+	}
+	if !bytes.Equal(h.get("/deliveries/d1"), d1) || !bytes.Equal(h.get("/results/e1"), r1) {
+		t.Fatal("the hooks did not follow the view")
+	}
+	st := r.Stats(ctx)
+	if st.Refused[ReasonRoleMayNotWrite] != 1 || st.Parked != 0 {
+		t.Fatalf("stats: refused %v, parked %d", st.Refused, st.Parked)
+	}
+	refs, err := r.Refusals(ctx, 0)
+	if err != nil || len(refs) != 1 || refs[0].Key != "/deliveries/d1" || refs[0].Writer != w.vm1.id {
+		t.Fatalf("refusals: %+v, %v", refs, err)
+	}
+	list, err := r.List(ctx, "/deliveries", false, 0, 0)
+	if err != nil || len(list) != 1 || list[0].Key != "/deliveries/d1" || !bytes.Equal(list[0].Value, d1) {
+		t.Fatalf("list: %+v, %v", list, err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Reopen: the view persisted.
+	r = verifiedReplica(t, s, w, nil)
+	if got := mustGet(t, r, "/deliveries/d1"); !bytes.Equal(got, d1) {
+		t.Fatal("after reopen the view serves the VM's delivery")
+	}
+	if st := r.Stats(ctx); st.Refused[ReasonRoleMayNotWrite] != 1 {
+		t.Fatalf("after reopen: refused %v", st.Refused)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Lose the whole view (a crash before it was written): it is rebuilt
+	// from go-ds-crdt's element index and the delta blocks.
+	res, err := s.Datastore().Query(ctx, query.Query{Prefix: "/view", KeysOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := res.Rest()
+	for _, e := range all {
+		if err := s.Datastore().Delete(ctx, ds.RawKey(e.Key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = verifiedReplica(t, s, w, nil)
+	if err := r.view.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustGet(t, r, "/deliveries/d1"); !bytes.Equal(got, d1) {
+		t.Fatal("the rebuilt view serves the wrong delivery")
+	}
+	if got := mustGet(t, r, "/results/e1"); !bytes.Equal(got, r1) {
+		t.Fatal("the rebuilt view lost the result")
+	}
+	if st := r.Stats(ctx); st.Refused[ReasonRoleMayNotWrite] != 1 {
+		t.Fatalf("rebuilt view: refused %v", st.Refused)
+	}
+	if err := errors.Join(r.Close(), s.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRevocationArrivingLaterRefusesWhatWasSignedAfter: records signed
+// under a membership after its revocation time are refused when the
+// revocation arrives; those signed before stay.
+func TestRevocationArrivingLaterRefusesWhatWasSignedAfter(t *testing.T) {
+	ctx := context.Background()
+	w := newTrustWorld(t)
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	var revoked []string
+	var mu sync.Mutex
+	opts := DefaultOptions(testOrg)
+	opts.Verify = &VerifyOptions{Trust: w.trust, Now: func() time.Time { return tw0.Add(3 * time.Hour) },
+		OnRevocation: func(r policyRevocation) { mu.Lock(); revoked = append(revoked, r.Peer); mu.Unlock() }}
+	r, err := NewReplica(opts, Deps{Store: s, DAG: offlineDAG(s)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	v2 := w.vm2
+	early := v2.sign(t, execution(t, "e2", v2.id, "active"), 0)
+	late := v2.sign(t, execution(t, "e3", v2.id, "active"), time.Hour)
+	mustPut(t, r, MembershipKey(v2.m.Serial), v2.m.Encode())
+	mustPut(t, r, "/executions/e2", early)
+	mustPut(t, r, "/executions/e3", late)
+	mustGet(t, r, "/executions/e3")
+	rev, err := w.auth.Revoke(revokeRequest(v2, tw0.Add(30*time.Minute)), tw0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPut(t, r, RevocationKey(rev), rev.Encode())
+	if _, err := r.Get(ctx, "/executions/e3"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a record signed after its membership's revocation is still served: %v", err)
+	}
+	mustGet(t, r, "/executions/e2")
+	if st := r.Stats(ctx); st.Refused[ReasonRevoked] != 1 {
+		t.Fatalf("refused: %v", st.Refused)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(revoked) != 1 || revoked[0] != v2.id {
+		t.Fatalf("OnRevocation: %v", revoked)
+	}
+}
