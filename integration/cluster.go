@@ -345,13 +345,14 @@ func WaitFor(ctx context.Context, timeout time.Duration, cond func() (bool, erro
 	}
 }
 
-// Contents reads every record of org on n.
+// Contents reads every value of org that n's replica merged (on a gated
+// node, go-ds-crdt's raw state, not the verified view: see crdt.GetRaw).
 func Contents(ctx context.Context, n *node.Node, org string) (map[string]string, error) {
 	rep, err := n.Replica(org)
 	if err != nil {
 		return nil, err
 	}
-	es, err := rep.List(ctx, "/", false, 0, 0)
+	es, err := rep.ListRaw(ctx, "/", false, 0, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -208,6 +208,9 @@ type Mesh struct {
 
 	own *policy.Membership // this node's verified membership; nil when open
 
+	revMu sync.Mutex
+	revs  policy.RevocationSet // revocations learnt from the replicas (AddRevocation)
+
 	version     int // ProtocolVersion; tests override it
 	exchangeQ   chan peer.ID
 	queued      map[peer.ID]bool

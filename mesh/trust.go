@@ -46,8 +46,11 @@ import (
 //   - Other protocols ask PeerMembership (the node's bulk pull server, its
 //     bitswap filter).
 //
-// Known limits (issue 6, later slices): revocations are not distributed
-// yet (the revocation set is empty); a relayed announcement whose author
+// Revocations reach the mesh through AddRevocation (the node calls it for
+// every revocation its replicas hold): a connected peer whose membership
+// is revoked is refused at once, and at every later hello.
+//
+// Known limits: a relayed announcement whose author
 // has never said hello to this node is ignored, the heads exchange carries
 // its data instead; a host presents one membership (one role).
 
@@ -101,7 +104,7 @@ func (m *Mesh) verifyMembership(p peer.ID, b []byte) (*policy.Membership, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := policy.Check(mb, policy.RevocationSet{}, *m.deps.Trust, now); err != nil {
+	if err := policy.Check(mb, m.revocations(), *m.deps.Trust, now); err != nil {
 		return nil, err
 	}
 	if mb.Peer != p.String() {
@@ -149,12 +152,15 @@ func (m *Mesh) recheckMembers() {
 		err error
 	}
 	var lapsed []lapse
+	revs := m.revocations()
 	m.mu.Lock()
 	for p, s := range m.book {
 		if !s.connected || s.member == nil {
 			continue
 		}
 		if err := policy.MayConnect(s.member, now); err != nil {
+			lapsed = append(lapsed, lapse{p, fmt.Errorf("%w: %w", ErrNotAMember, err)})
+		} else if err := policy.Check(*s.member, revs, *m.deps.Trust, now); err != nil {
 			lapsed = append(lapsed, lapse{p, fmt.Errorf("%w: %w", ErrNotAMember, err)})
 		}
 	}
@@ -192,4 +198,31 @@ func (m *Mesh) validator(org string) func(context.Context, peer.ID, *pubsub.Mess
 		}
 		return pubsub.ValidationAccept
 	}
+}
+
+// AddRevocation adds a verified revocation to those the mesh honours
+// (a revocation not signed by the authority is ignored), and refuses at
+// once every connected peer it revokes. Safe to call again with the same
+// revocation.
+func (m *Mesh) AddRevocation(r policy.Revocation) {
+	if !m.Gated() {
+		return
+	}
+	m.revMu.Lock()
+	revs, err := m.revs.With(r, *m.deps.Trust)
+	if err == nil {
+		m.revs = revs
+	}
+	m.revMu.Unlock()
+	if err != nil {
+		m.log.Warn("ignoring a revocation that does not verify", "peer", r.Peer, "err", err)
+		return
+	}
+	m.recheckMembers()
+}
+
+func (m *Mesh) revocations() policy.RevocationSet {
+	m.revMu.Lock()
+	defer m.revMu.Unlock()
+	return m.revs
 }

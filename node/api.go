@@ -104,6 +104,8 @@ func (n *Node) Handler() http.Handler {
 	// Record routes and the change feed (records.go, feed.go). The literal
 	// "raw" and "changes" take precedence over {kind}.
 	mux.HandleFunc("GET /v1/orgs/{org}/changes", n.handleChanges)
+	mux.HandleFunc("GET /v1/orgs/{org}/refused", n.handleRefused) // trust.go
+	mux.HandleFunc("POST /v1/revocations", n.handleRevoke)        // trust.go
 	mux.HandleFunc("GET /v1/orgs/{org}/{kind}", n.handleRecordList)
 	mux.HandleFunc("GET /v1/orgs/{org}/{kind}/{id...}", n.handleRecordGet)
 	mux.HandleFunc("PUT /v1/orgs/{org}/{kind}/{id...}", n.observeWrite("record", n.handleRecordPut))
@@ -347,6 +349,11 @@ func (n *Node) handlePut(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s, c := statusOf(err)
 		writeErr(w, s, c, err)
+		return
+	}
+	if rep.Verified() {
+		writeErr(w, http.StatusForbidden, "unsigned",
+			fmt.Errorf("this node is gated: every peer refuses a value that is not a signed record, so raw writes are off; write records through PUT /v1/orgs/%s/{kind}/{id}", org))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxValueSize))

@@ -52,6 +52,7 @@ import (
 
 	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/mesh"
+	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -107,6 +108,12 @@ type Node struct {
 	cancel context.CancelFunc
 
 	pulls, pulledBlocks, pullErrors atomic.Uint64
+
+	// Signing (trust.go): own is this node's membership (nil: open).
+	own       *policy.Membership
+	seqMu     sync.Mutex
+	seq       uint64
+	seqLoaded bool
 
 	feed *feed     // the change feed (feed.go); opened by Start, closed after the replicas
 	obs  *observer // history sampler and metrics (observe.go); started by Start, stopped after the API
@@ -204,6 +211,7 @@ func (n *Node) Start(ctx context.Context) error {
 	var ownBytes []byte
 	if own != nil {
 		ownBytes = own.Encode()
+		n.own = own
 	}
 	m, err := mesh.New(mopts, mesh.Deps{
 		Trust:        trust,
@@ -251,7 +259,11 @@ func (n *Node) Start(ctx context.Context) error {
 		return err
 	}
 	for _, org := range orgs {
-		if _, err := n.openOrg(org); err != nil {
+		o, err := n.openOrg(org)
+		if err != nil {
+			return err
+		}
+		if err := n.writeOwnMembership(ctx, o.replica); err != nil {
 			return err
 		}
 	}
@@ -304,8 +316,11 @@ func (n *Node) AddOrg(org string) error {
 	if !n.cfg.Has(schema.RoleCentral) && !n.cfg.Has(schema.RoleArchive) && !slices.Contains(n.cfg.Orgs, org) {
 		return fmt.Errorf("%w: %s; a vm holds only its own organisation (%v)", ErrUnknownOrg, org, n.cfg.Orgs)
 	}
-	_, err := n.openOrg(org)
-	return err
+	o, err := n.openOrg(org)
+	if err != nil {
+		return err
+	}
+	return n.writeOwnMembership(n.ctx, o.replica)
 }
 
 func (n *Node) openOrg(org string) (*orgReplica, error) {
@@ -333,6 +348,10 @@ func (n *Node) openOrg(org string) (*orgReplica, error) {
 		ropts.RebroadcastInterval = time.Duration(t)
 	}
 	ropts.GroupWindow = time.Duration(n.cfg.Tuning.GroupWindow)
+	if ropts.Verify, err = n.verifyOptions(); err != nil {
+		_ = topic.Close()
+		return nil, err
+	}
 	if ropts.OnPut, ropts.OnDelete, err = n.feed.hooks(org); err != nil {
 		_ = topic.Close()
 		return nil, err

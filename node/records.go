@@ -247,7 +247,14 @@ func (n *Node) putRecord(r *http.Request) (RecordResult, error) {
 	if err := n.checkRules(ctx, rep, next, outcome); err != nil {
 		return RecordResult{}, err
 	}
-	if err := rep.Put(ctx, key, enc); err != nil {
+	if err := n.mayWriteOwn(ctx, rep, next); err != nil {
+		return RecordResult{}, err
+	}
+	stored, err := n.sealRecord(ctx, enc)
+	if err != nil {
+		return RecordResult{}, err
+	}
+	if err := rep.Put(ctx, key, stored); err != nil {
 		return RecordResult{}, err
 	}
 	return res, nil
@@ -292,7 +299,7 @@ func getRecord(ctx context.Context, rep *crdt.Replica, key string) (*schema.Reco
 	if err != nil {
 		return nil, err
 	}
-	rec, err := schema.Decode(v)
+	rec, err := decodeStored(rep, v)
 	if err != nil {
 		return nil, fmt.Errorf("node: stored record %s in %s does not decode: %w", key, rep.Org(), err)
 	}
@@ -308,7 +315,7 @@ func listRecords(ctx context.Context, rep *crdt.Replica, kind schema.Kind) ([]sc
 	}
 	out := make([]schema.Record, 0, len(entries))
 	for _, e := range entries {
-		if rec, err := schema.Decode(e.Value); err == nil && rec.Kind == kind {
+		if rec, err := decodeStored(rep, e.Value); err == nil && rec.Kind == kind {
 			out = append(out, rec)
 		}
 	}
@@ -398,7 +405,7 @@ func (n *Node) handleRecordList(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, e := range entries {
-			if rec, err := schema.Decode(e.Value); err == nil && rec.Kind == kind {
+			if rec, err := decodeStored(rep, e.Value); err == nil && rec.Kind == kind {
 				out.Records = append(out.Records, rec)
 			}
 		}
