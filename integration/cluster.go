@@ -346,7 +346,8 @@ func WaitFor(ctx context.Context, timeout time.Duration, cond func() (bool, erro
 }
 
 // Contents reads every value of org that n's replica merged (on a gated
-// node, go-ds-crdt's raw state, not the verified view: see crdt.GetRaw).
+// node, go-ds-crdt's raw state, not the verified view: see crdt.GetRaw),
+// without the reserved keys (memberships, revocations).
 func Contents(ctx context.Context, n *node.Node, org string) (map[string]string, error) {
 	rep, err := n.Replica(org)
 	if err != nil {
@@ -358,6 +359,9 @@ func Contents(ctx context.Context, n *node.Node, org string) (map[string]string,
 	}
 	out := make(map[string]string, len(es))
 	for _, e := range es {
+		if crdt.IsReserved(e.Key) {
+			continue // memberships and revocations, not records
+		}
 		out[e.Key] = string(e.Value)
 	}
 	return out, nil
