@@ -76,7 +76,7 @@ Start here:
 		watchable(e, statusCmd(e)), watchable(e, peersCmd(e)), watchable(e, syncCmd(e)), watchable(e, historyCmd(e)),
 		putCmd(e), getCmd(e), lsCmd(e), rmCmd(e), demoCmd(e),
 		recordsCmd(e), changesCmd(e),
-		authorityCmd(e), grantCmd(e),
+		authorityCmd(e), grantCmd(e), revokeCmd(e), refusedCmd(e),
 		pnetKeyCmd(e),
 		bundleCmd(e),
 	)
