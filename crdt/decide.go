@@ -118,7 +118,9 @@ type lookups struct {
 	now     time.Time
 	revs    policy.RevocationSet
 	members func(policy.Serial) (policy.Membership, bool)
-	// execution returns the view's record at /executions/<id>, if any.
+	// members returns memberships that verified (policy.Verify) when
+	// they were stored. execution returns the view's record at
+	// /executions/<id>, if any.
 	execution func(id string) (*schema.Record, bool)
 }
 
@@ -139,7 +141,8 @@ type decision struct {
 //     accepted only if they verify (policy.Verify, VerifyRevocation);
 //   - a record must be a signed record (policy.DecodeSigned) whose writer
 //     holds a membership known here (else parked until it arrives), valid
-//     and not revoked when it signed (policy.CheckSigned), and that may
+//     and not revoked when it signed (policy.CheckSignedVerified: the
+//     membership was verified when it was stored), and that may
 //     write it (policy.MayWrite; a result waiting for its execution is
 //     parked until the execution arrives);
 //   - a replay: an element whose writer's sequence number is not above one
@@ -176,19 +179,22 @@ func decide(key string, elems []element, l lookups) decision {
 		if !slices.Contains(d.Serials, sr.Membership) {
 			d.Serials = append(d.Serials, sr.Membership)
 		}
-		if err := policy.VerifySigned(sr); err != nil {
-			v.Reason, v.Err = reasonOf(err), err
-			d.Verdicts[e.Block] = v
-			continue
-		}
 		m, known := l.members(sr.Membership)
 		if !known {
+			// CheckSigned verifies the signature once the membership is
+			// known; a forgery is refused now rather than parked.
+			if err := policy.VerifySigned(sr); err != nil {
+				v.Reason, v.Err = reasonOf(err), err
+				d.Verdicts[e.Block] = v
+				continue
+			}
 			v.Parked, v.Reason, v.Dep = true, ReasonUnknownMembership, MembershipKey(sr.Membership)
 			v.Err = fmt.Errorf("membership %s of writer %s has not arrived here yet; decided again when it does", sr.Membership, sr.Writer)
 			d.Verdicts[e.Block] = v
 			continue
 		}
-		if err := policy.CheckSigned(sr, m, l.revs, l.trust, l.now); err != nil {
+		// Memberships in l.members were verified when they were stored.
+		if err := policy.CheckSignedVerified(sr, m, l.revs, l.trust, l.now); err != nil {
 			v.Reason, v.Err = reasonOf(err), err
 			d.Verdicts[e.Block] = v
 			continue

@@ -42,17 +42,20 @@ package crdt
 // Known limit: tombstones carry no signature, so the view honours every
 // tombstone go-ds-crdt merged; only central deletes through the API.
 //
-// Layout, under /view/<org>:
+// Layout, under /view/<org> (one value per key and list, so deciding a key
+// costs point lookups, and one round of decisions one badger batch):
 //
-//	/e/<key>/<block>        an element: priority (8 bytes), value
-//	/t/<key>/<block>        a tombstone of the element of <block> at <key>
+//	/e<key>                 the elements merged at <key>: block, priority, value
+//	/t<key>                 the blocks whose element at <key> is tombstoned
 //	/b/<block>              the delta is indexed and decided
-//	/v/<key>                the view: the best valid value
-//	/r/<esc key>/<block>    a refused or parked element (JSON Refusal)
-//	/d/<dep key>/<esc key>  <key> is parked until <dep key> changes
+//	/v<key>                 the view: the best valid value
+//	/r/<esc key>            the refused and parked elements of <key> (JSON)
+//	/d<dep key>             the keys parked until <dep key> changes
 //	/w/<serial>/<esc key>   membership <serial> signed an element at <key>
 //
 // <esc key> is the key without its leading '/', with '/' written '~'.
+// Deciding a key reads all its elements, so a key rewritten many times
+// (an execution's versions) costs more to decide with each version.
 
 import (
 	"bytes"
@@ -104,7 +107,6 @@ type Refusal struct {
 	Serial    string    `json:"serial,omitempty"`
 	Seq       uint64    `json:"seq,omitempty"`
 	DecidedAt time.Time `json:"decided_at"`
-	dep       string
 }
 
 // observed is one delta seen going through the DAG service.
@@ -175,11 +177,9 @@ func (v *view) k(parts ...string) ds.Key {
 }
 
 // key helpers: record keys start with '/'.
-func (v *view) elemPrefix(key string) string { return v.base + "/e" + key + "/" }
-func (v *view) tombPrefix(key string) string { return v.base + "/t" + key + "/" }
-func (v *view) valueKey(key string) ds.Key   { return ds.RawKey(v.base + "/v" + key) }
-func esc(key string) string                  { return strings.ReplaceAll(strings.TrimPrefix(key, "/"), "/", "~") }
-func unesc(s string) string                  { return "/" + strings.ReplaceAll(s, "~", "/") }
+func (v *view) valueKey(key string) ds.Key { return ds.RawKey(v.base + "/v" + key) }
+func esc(key string) string                { return strings.ReplaceAll(strings.TrimPrefix(key, "/"), "/", "~") }
+func unesc(s string) string                { return "/" + strings.ReplaceAll(s, "~", "/") }
 
 // observe decodes nd as a go-ds-crdt delta and queues it. It runs in
 // go-ds-crdt's goroutines and never blocks.
@@ -245,9 +245,11 @@ func (v *view) open(ctx context.Context, raw ds.Key) error {
 		v.addRevocation(e.Value)
 	}
 	for _, e := range v.scan(ctx, v.base+"/r/", false) {
-		var r Refusal
-		if json.Unmarshal(e.Value, &r) == nil {
-			v.count(r, 1)
+		var rs []Refusal
+		if json.Unmarshal(e.Value, &rs) == nil {
+			for _, r := range rs {
+				v.count(r, 1)
+			}
 		}
 	}
 	if err := v.recover(ctx, raw); err != nil {
@@ -270,13 +272,11 @@ func (v *view) recover(ctx context.Context, raw ds.Key) error {
 	for _, e := range v.scan(ctx, elems, true) {
 		i := strings.LastIndexByte(e.Key, '/')
 		b := e.Key[i+1:]
-		if blocks[b] {
+		if _, ok := blocks[b]; ok {
 			continue
 		}
-		blocks[b] = true
-		if has, _ := v.store.Has(ctx, v.k("b", b)); has {
-			blocks[b] = false
-		}
+		has, _ := v.store.Has(ctx, v.k("b", b))
+		blocks[b] = !has
 	}
 	n := 0
 	for b, todo := range blocks {
@@ -299,11 +299,19 @@ func (v *view) recover(ctx context.Context, raw ds.Key) error {
 	}
 	tombs := raw.ChildString("s").ChildString("t").String()
 	var missing []*pb.Element
+	held := map[string]map[string]bool{}
 	for _, e := range v.scan(ctx, tombs+"/", true) {
 		rest := strings.TrimPrefix(e.Key, tombs)
 		i := strings.LastIndexByte(rest, '/')
 		key, b := rest[:i], rest[i+1:]
-		if has, _ := v.store.Has(ctx, ds.RawKey(v.tombPrefix(key)+b)); !has {
+		if held[key] == nil {
+			held[key] = map[string]bool{}
+			list, _ := v.store.Get(ctx, v.tombKey(key))
+			for _, t := range decodeTombs(list) {
+				held[key][t] = true
+			}
+		}
+		if !held[key][b] {
 			missing = append(missing, &pb.Element{Key: key, Id: b})
 		}
 	}
@@ -371,13 +379,105 @@ func (v *view) run() {
 	}
 }
 
-// process indexes a batch of deltas, decides every key they touch (and
-// every key those decisions wake), then marks the deltas done.
-func (v *view) process(ctx context.Context, batch []observed) error {
-	b, err := v.store.(ds.Batching).Batch(ctx)
+// vtx gathers one round's writes and serves reads through them, so a
+// round costs one badger batch and reads are point lookups.
+type vtx struct {
+	store   ds.Datastore
+	pending map[string][]byte // nil value: deleted
+}
+
+func (t *vtx) get(ctx context.Context, k ds.Key) ([]byte, error) {
+	if v, ok := t.pending[k.String()]; ok {
+		return v, nil
+	}
+	b, err := t.store.Get(ctx, k)
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func (t *vtx) put(k ds.Key, v []byte) {
+	if v == nil {
+		v = []byte{}
+	}
+	t.pending[k.String()] = v
+}
+
+func (t *vtx) del(k ds.Key) { t.pending[k.String()] = nil }
+
+func (t *vtx) commit(ctx context.Context) error {
+	b, err := t.store.(ds.Batching).Batch(ctx)
 	if err != nil {
 		return err
 	}
+	for k, v := range t.pending {
+		if v == nil {
+			err = b.Delete(ctx, ds.RawKey(k))
+		} else {
+			err = b.Put(ctx, ds.RawKey(k), v)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return b.Commit(ctx)
+}
+
+// Per-key lists, each one value: the elements of a key, its tombstoned
+// blocks, its refusals, and the keys parked on it.
+func (v *view) elemsKey(key string) ds.Key   { return ds.RawKey(v.base + "/e" + key) }
+func (v *view) tombKey(key string) ds.Key    { return ds.RawKey(v.base + "/t" + key) }
+func (v *view) refusedKey(key string) ds.Key { return ds.RawKey(v.base + "/r/" + esc(key)) }
+func (v *view) dependsKey(dep string) ds.Key { return ds.RawKey(v.base + "/d" + dep) }
+func (v *view) signedKey(s policy.Serial, key string) ds.Key {
+	return v.k("w", s.String(), esc(key))
+}
+
+// encodeElems and decodeElems: per element, a uint16-length block ID, the
+// priority, a uint32-length value.
+func encodeElems(es []element) []byte {
+	var b []byte
+	for _, e := range es {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(e.Block)))
+		b = append(b, e.Block...)
+		b = binary.BigEndian.AppendUint64(b, e.Priority)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e.Value)))
+		b = append(b, e.Value...)
+	}
+	return b
+}
+
+func decodeElems(b []byte) []element {
+	var out []element
+	for len(b) >= 2 {
+		n := int(binary.BigEndian.Uint16(b))
+		if len(b) < 2+n+12 {
+			break
+		}
+		e := element{Block: string(b[2 : 2+n]), Priority: binary.BigEndian.Uint64(b[2+n:])}
+		vl := int(binary.BigEndian.Uint32(b[2+n+8:]))
+		b = b[2+n+12:]
+		if len(b) < vl {
+			break
+		}
+		e.Value, b = b[:vl:vl], b[vl:]
+		out = append(out, e)
+	}
+	return out
+}
+
+func decodeTombs(b []byte) []string {
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(string(b), ",")
+}
+
+// process indexes a batch of deltas, decides every key they touch (and
+// every key those decisions wake), then marks the deltas done.
+func (v *view) process(ctx context.Context, batch []observed) error {
+	tx := &vtx{store: v.store, pending: map[string][]byte{}}
 	var keys []string
 	queued := map[string]bool{}
 	touch := func(k string) {
@@ -386,24 +486,26 @@ func (v *view) process(ctx context.Context, batch []observed) error {
 			keys = append(keys, k)
 		}
 	}
-	var doneBlocks []string
 	for _, o := range batch {
 		if !strings.HasPrefix(o.block, "recovered") {
-			if has, _ := v.store.Has(ctx, v.k("b", o.block)); has {
+			if has, _ := tx.get(ctx, v.k("b", o.block)); has != nil {
 				continue
 			}
-			doneBlocks = append(doneBlocks, o.block)
+			tx.put(v.k("b", o.block), nil)
 		}
 		for _, e := range o.elems {
 			key := e.GetKey()
 			if ValidateKey(key) != nil {
 				continue // go-ds-crdt keys are cleaned ds keys; ours never fail
 			}
-			val := make([]byte, 8+len(e.GetValue()))
-			binary.BigEndian.PutUint64(val, o.prio)
-			copy(val[8:], e.GetValue())
-			if err := b.Put(ctx, ds.RawKey(v.elemPrefix(key)+o.block), val); err != nil {
+			cur, err := tx.get(ctx, v.elemsKey(key))
+			if err != nil {
 				return err
+			}
+			es := decodeElems(cur)
+			if !slices.ContainsFunc(es, func(x element) bool { return x.Block == o.block }) {
+				es = append(es, element{Block: o.block, Priority: o.prio, Value: e.GetValue()})
+				tx.put(v.elemsKey(key), encodeElems(es))
 			}
 			touch(key)
 		}
@@ -412,14 +514,17 @@ func (v *view) process(ctx context.Context, batch []observed) error {
 			if ValidateKey(key) != nil {
 				continue
 			}
-			if err := b.Put(ctx, ds.RawKey(v.tombPrefix(key)+strings.TrimPrefix(t.GetId(), "/")), nil); err != nil {
+			cur, err := tx.get(ctx, v.tombKey(key))
+			if err != nil {
 				return err
+			}
+			ts := decodeTombs(cur)
+			id := strings.TrimPrefix(t.GetId(), "/")
+			if !slices.Contains(ts, id) {
+				tx.put(v.tombKey(key), []byte(strings.Join(append(ts, id), ",")))
 			}
 			touch(key)
 		}
-	}
-	if err := b.Commit(ctx); err != nil {
-		return err
 	}
 	type change struct {
 		key   string
@@ -429,7 +534,7 @@ func (v *view) process(ctx context.Context, batch []observed) error {
 	for i := 0; i < len(keys); i++ {
 		key := keys[i]
 		delete(queued, key)
-		old, changed, woken, err := v.decideKey(ctx, key)
+		value, changed, woken, err := v.decideKey(ctx, tx, key)
 		if err != nil {
 			return err
 		}
@@ -437,21 +542,10 @@ func (v *view) process(ctx context.Context, batch []observed) error {
 			touch(w)
 		}
 		if changed {
-			nv, _ := v.get(ctx, key)
-			_ = old
-			changes = append(changes, change{key, nv})
+			changes = append(changes, change{key, value})
 		}
 	}
-	mb, err := v.store.(ds.Batching).Batch(ctx)
-	if err != nil {
-		return err
-	}
-	for _, blk := range doneBlocks {
-		if err := mb.Put(ctx, v.k("b", blk), nil); err != nil {
-			return err
-		}
-	}
-	if err := mb.Commit(ctx); err != nil {
+	if err := tx.commit(ctx); err != nil {
 		return err
 	}
 	for _, c := range changes {
@@ -475,31 +569,31 @@ func (v *view) get(ctx context.Context, key string) ([]byte, error) {
 	return b, err
 }
 
-// decideKey decides key again and stores the outcome. It returns the old
-// value, whether the value changed, and the keys to decide again because
-// of the change.
-func (v *view) decideKey(ctx context.Context, key string) (old []byte, changed bool, woken []string, err error) {
-	var elems []element
-	tombs := map[string]bool{}
-	for _, e := range v.scan(ctx, v.tombPrefix(key), true) {
-		rest := strings.TrimPrefix(e.Key, v.tombPrefix(key))
-		if !strings.Contains(rest, "/") {
-			tombs[rest] = true
-		}
+// decideKey decides key again within tx. It returns the new value,
+// whether it changed, and the keys to decide again because of the change.
+func (v *view) decideKey(ctx context.Context, tx *vtx, key string) (value []byte, changed bool, woken []string, err error) {
+	cur, err := tx.get(ctx, v.elemsKey(key))
+	if err != nil {
+		return nil, false, nil, err
 	}
-	for _, e := range v.scan(ctx, v.elemPrefix(key), false) {
-		rest := strings.TrimPrefix(e.Key, v.elemPrefix(key))
-		if strings.Contains(rest, "/") || len(e.Value) < 8 {
-			continue // an element of a longer key
+	elems := decodeElems(cur)
+	tb, err := tx.get(ctx, v.tombKey(key))
+	if err != nil {
+		return nil, false, nil, err
+	}
+	for _, t := range decodeTombs(tb) {
+		for i := range elems {
+			if elems[i].Block == t {
+				elems[i].Tomb = true
+			}
 		}
-		elems = append(elems, element{Block: rest, Priority: binary.BigEndian.Uint64(e.Value), Value: e.Value[8:], Tomb: tombs[rest]})
 	}
 	now := v.opts.Now()
 	d := decide(key, elems, lookups{
 		org: v.org, trust: v.opts.Trust, now: now, revs: v.revs,
 		members: func(s policy.Serial) (policy.Membership, bool) { m, ok := v.members[s]; return m, ok },
 		execution: func(id string) (*schema.Record, bool) {
-			b, err := v.get(ctx, schema.Key(schema.KindExecutions, id))
+			b, err := tx.get(ctx, v.valueKey(schema.Key(schema.KindExecutions, id)))
 			if err != nil || b == nil {
 				return nil, false
 			}
@@ -510,76 +604,86 @@ func (v *view) decideKey(ctx context.Context, key string) (old []byte, changed b
 			return &rec, true
 		},
 	})
-	if old, err = v.get(ctx, key); err != nil {
+	old, err := tx.get(ctx, v.valueKey(key))
+	if err != nil {
 		return nil, false, nil, err
 	}
 	if !bytes.Equal(old, d.Value) {
 		changed = true
 		if d.Value == nil {
-			err = v.store.Delete(ctx, v.valueKey(key))
+			tx.del(v.valueKey(key))
 		} else {
-			err = v.store.Put(ctx, v.valueKey(key), d.Value)
-		}
-		if err != nil {
-			return nil, false, nil, err
+			tx.put(v.valueKey(key), d.Value)
 		}
 	}
-	// Refusals of this key: replace the old ones.
-	ek := esc(key)
-	rprefix := v.base + "/r/" + ek + "/"
-	for _, e := range v.scan(ctx, rprefix, false) {
-		var r Refusal
-		if json.Unmarshal(e.Value, &r) == nil {
-			v.count(r, -1)
-		}
-		if err := v.store.Delete(ctx, ds.RawKey(e.Key)); err != nil {
-			return nil, false, nil, err
-		}
+	// Refusals of this key replace the old ones.
+	oldRefs, err := tx.get(ctx, v.refusedKey(key))
+	if err != nil {
+		return nil, false, nil, err
 	}
+	var prev []Refusal
+	if len(oldRefs) > 0 {
+		_ = json.Unmarshal(oldRefs, &prev)
+	}
+	for _, r := range prev {
+		v.count(r, -1)
+	}
+	var refs []Refusal
 	for _, e := range elems {
 		vd := d.Verdicts[e.Block]
 		if vd == nil {
 			continue
 		}
 		r := Refusal{Key: key, Block: e.Block, Priority: e.Priority, Parked: vd.Parked, Reason: vd.Reason,
-			Writer: vd.Writer, Seq: vd.Seq, DecidedAt: now.UTC(), dep: vd.Dep}
+			Writer: vd.Writer, Seq: vd.Seq, DecidedAt: now.UTC()}
 		if vd.Err != nil {
 			r.Error = vd.Err.Error()
 		}
 		if !vd.Serial.IsZero() {
 			r.Serial = vd.Serial.String()
 		}
-		b, _ := json.Marshal(r)
-		if err := v.store.Put(ctx, ds.RawKey(rprefix+e.Block), b); err != nil {
-			return nil, false, nil, err
-		}
-		v.count(r, 1)
-		if vd.Dep != "" {
-			if err := v.store.Put(ctx, ds.RawKey(v.base+"/d"+vd.Dep+"/"+ek), nil); err != nil {
-				return nil, false, nil, err
+		// Keep the time of the first decision of an unchanged refusal.
+		for _, p := range prev {
+			if p.Block == r.Block && p.Reason == r.Reason {
+				r.DecidedAt = p.DecidedAt
 			}
 		}
-		if !r.Parked {
+		refs = append(refs, r)
+		v.count(r, 1)
+		if vd.Dep != "" {
+			dl, err := tx.get(ctx, v.dependsKey(vd.Dep))
+			if err != nil {
+				return nil, false, nil, err
+			}
+			ks := decodeTombs(dl)
+			if !slices.Contains(ks, key) {
+				tx.put(v.dependsKey(vd.Dep), []byte(strings.Join(append(ks, key), ",")))
+			}
+		}
+		if !r.Parked && !slices.ContainsFunc(prev, func(p Refusal) bool { return p.Block == r.Block && p.Reason == r.Reason }) {
 			v.log.Warn("verified view: refused", "key", key, "block", e.Block, "reason", r.Reason, "err", r.Error)
 		}
 	}
+	if len(refs) > 0 {
+		b, _ := json.Marshal(refs)
+		tx.put(v.refusedKey(key), b)
+	} else if len(prev) > 0 {
+		tx.del(v.refusedKey(key))
+	}
 	for _, s := range d.Serials {
-		if err := v.store.Put(ctx, v.k("w", s.String(), ek), nil); err != nil {
-			return nil, false, nil, err
-		}
+		tx.put(v.signedKey(s, key), nil)
 	}
 	if !changed {
-		return old, false, nil, nil
+		return d.Value, false, nil, nil
 	}
 	// Keys parked on this one.
-	dprefix := v.base + "/d" + key + "/"
-	for _, e := range v.scan(ctx, dprefix, true) {
-		rest := strings.TrimPrefix(e.Key, dprefix)
-		if strings.Contains(rest, "/") {
-			continue
-		}
-		woken = append(woken, unesc(rest))
-		_ = v.store.Delete(ctx, ds.RawKey(e.Key))
+	dl, err := tx.get(ctx, v.dependsKey(key))
+	if err != nil {
+		return nil, false, nil, err
+	}
+	if len(dl) > 0 {
+		woken = append(woken, decodeTombs(dl)...)
+		tx.del(v.dependsKey(key))
 	}
 	switch {
 	case strings.HasPrefix(key, MembershipsPrefix+"/") && d.Value != nil:
@@ -598,6 +702,12 @@ func (v *view) decideKey(ctx context.Context, key string) (old []byte, changed b
 				}
 			}
 			for _, s := range serials {
+				// Keys signed in this round are in tx only.
+				for k := range tx.pending {
+					if p := v.k("w", s.String()).String() + "/"; strings.HasPrefix(k, p) {
+						woken = append(woken, unesc(strings.TrimPrefix(k, p)))
+					}
+				}
 				wprefix := v.k("w", s.String()).String() + "/"
 				for _, e := range v.scan(ctx, wprefix, true) {
 					woken = append(woken, unesc(strings.TrimPrefix(e.Key, wprefix)))
@@ -605,7 +715,7 @@ func (v *view) decideKey(ctx context.Context, key string) (old []byte, changed b
 			}
 		}
 	}
-	return old, true, woken, nil
+	return d.Value, true, woken, nil
 }
 
 func (v *view) addRevocation(b []byte) (policy.Revocation, bool) {
@@ -651,7 +761,7 @@ func (v *view) counts() (map[string]uint64, int) {
 
 // refusals lists refused and parked elements, by key then block.
 func (v *view) refusals(ctx context.Context, limit int) ([]Refusal, error) {
-	res, err := v.store.Query(ctx, query.Query{Prefix: v.base + "/r/", Orders: []query.Order{query.OrderByKey{}}, Limit: limit})
+	res, err := v.store.Query(ctx, query.Query{Prefix: v.base + "/r/", Orders: []query.Order{query.OrderByKey{}}})
 	if err != nil {
 		return nil, err
 	}
@@ -661,13 +771,15 @@ func (v *view) refusals(ctx context.Context, limit int) ([]Refusal, error) {
 		if e.Error != nil {
 			return nil, e.Error
 		}
-		var r Refusal
-		if err := json.Unmarshal(e.Value, &r); err != nil {
-			return nil, fmt.Errorf("crdt: refusal %s: %w", e.Key, err)
+		var rs []Refusal
+		if err := json.Unmarshal(e.Value, &rs); err != nil {
+			return nil, fmt.Errorf("crdt: refusals %s: %w", e.Key, err)
 		}
-		out = append(out, r)
+		out = append(out, rs...)
+		if limit > 0 && len(out) >= limit {
+			return out[:limit], nil
+		}
 	}
-	slices.SortStableFunc(out, func(a, b Refusal) int { return strings.Compare(a.Key, b.Key) })
 	return out, nil
 }
 

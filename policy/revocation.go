@@ -257,6 +257,11 @@ func Check(m Membership, revs RevocationSet, trust Trust, now time.Time) error {
 	if err := Verify(m, trust, now); err != nil {
 		return err
 	}
+	return notRevoked(m, revs, now)
+}
+
+// notRevoked refuses (ErrRevoked) m if revs revokes it at or before now.
+func notRevoked(m Membership, revs RevocationSet, now time.Time) error {
 	if r, ok := revs.Lookup(m); ok && !r.RevokedAt.After(now) {
 		reason := ""
 		if r.Reason != "" {

@@ -224,6 +224,41 @@ func CheckSigned(sr SignedRecord, m Membership, revs RevocationSet, trust Trust,
 	return nil
 }
 
+// CheckSignedVerified is CheckSigned for a membership m that the caller
+// verified already (Verify or Check with this trust, e.g. when it stored
+// m): it makes every check CheckSigned makes except the authority's
+// signature over m, which is the same for every record m signed. A
+// verified view that decides many records of one writer thus verifies
+// one signature per record instead of two. Passing an unverified m is a
+// bug: it would trust a forged membership.
+func CheckSignedVerified(sr SignedRecord, m Membership, revs RevocationSet, trust Trust, now time.Time) error {
+	if err := trust.check(); err != nil {
+		return err
+	}
+	if err := VerifySigned(sr); err != nil {
+		return err
+	}
+	if sr.Membership != m.Serial || sr.Writer != m.Peer {
+		return fmt.Errorf("%w: the record by %s names membership %s, but was checked against membership %s of peer %s; look the membership up by the record's serial",
+			ErrMembershipMismatch, sr.Writer, sr.Membership, m.Serial, m.Peer)
+	}
+	if sr.At.After(now.Add(trust.ClockSkew)) {
+		return fmt.Errorf("%w: peer %s signed a record at %s, after this node's time %s (allowed skew %s); check the clocks of both machines",
+			ErrFuture, sr.Writer, sr.At.Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), trust.ClockSkew)
+	}
+	if m.Network != trust.Network {
+		return fmt.Errorf("%w: membership %s of peer %s is for network %q, but this node is in network %q",
+			ErrWrongNetwork, m.Serial, m.Peer, m.Network, trust.Network)
+	}
+	if err := m.window(sr.At); err != nil {
+		return fmt.Errorf("record signed by %s at %s: %w", sr.Writer, sr.At.Format(time.RFC3339), err)
+	}
+	if err := notRevoked(m, revs, sr.At); err != nil {
+		return fmt.Errorf("record signed by %s at %s: %w", sr.Writer, sr.At.Format(time.RFC3339), err)
+	}
+	return nil
+}
+
 // CheckReplay refuses (ErrReplay) sr unless its sequence number is above
 // lastSeen: the Seq of the newest record from the same writer the caller
 // has accepted at the same key (0 if none). Call it after checking that

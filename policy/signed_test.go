@@ -129,6 +129,9 @@ func TestCheckSigned(t *testing.T) {
 				trust = tt.trust(trust)
 			}
 			wantErr(t, policy.CheckSigned(tt.sr, tt.m, revs, trust, tt.now), tt.want, tt.says)
+			// For a membership verified already, CheckSignedVerified
+			// decides the same.
+			wantErr(t, policy.CheckSignedVerified(tt.sr, tt.m, revs, trust, tt.now), tt.want, tt.says)
 		})
 	}
 }
