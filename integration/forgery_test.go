@@ -288,6 +288,12 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 				t.Fatalf("%s: the view of %s changed: %v", n.ID(), k, err)
 			}
 		}
+		// The change feed follows the view: the forgeries changed nothing.
+		for key, want := range map[string]int{"/deliveries/d1": 1, "/results/e1": 1, "/executions/x1": 0} {
+			if got := feedCount(t, n, orgA, key); got != want {
+				t.Errorf("%s: the change feed has %d changes of %s, want %d", n.ID(), got, key, want)
+			}
+		}
 		// Status and sync show the counts.
 		sums, err := client(n).Sync(ctx, orgA)
 		if err != nil || len(sums) != 1 || !sums[0].Verified || sums[0].Refused[crdt.ReasonReplay] < 1 {
@@ -324,4 +330,74 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 func isNotFound(err error) bool {
 	var ae *node.APIError
 	return errors.As(err, &ae) && ae.Status == 404
+}
+
+// feedCount counts the changes of key in n's feed of org, from the start.
+func feedCount(t *testing.T, n *node.Node, org, key string) int {
+	t.Helper()
+	count, since := 0, "0"
+	for {
+		page, err := client(n).Changes(context.Background(), org, since, node.MaxFeedLimit, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range page.Changes {
+			if c.Key == key {
+				count++
+			}
+		}
+		if len(page.Changes) == 0 || page.Next == since {
+			return count
+		}
+		since = page.Next
+	}
+}
+
+// TestRecordRelayedFromAStrangerPeerIsVerified: vm2 never connects to
+// vm1, yet it verifies and serves vm1's records, relayed through central:
+// vm1's membership travels in the replica beside them.
+func TestRecordRelayedFromAStrangerPeerIsVerified(t *testing.T) {
+	c := gatedCluster(t,
+		Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA}},
+		Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}, Peers: []int{0}},
+		Spec{Name: "vm2", Role: schema.RoleVM, Orgs: []string{orgA}, Peers: []int{0}},
+	)
+	ctx := context.Background()
+	central, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
+	for _, w := range []struct{ kind, id, body string }{
+		{"deliveries", "d1", deliveryJSON},
+		{"eligibilities", "el1", `{"test_center":"c1","delivery":"d1","test_takers":["tt1"],"by_proctor":false}`},
+	} {
+		if _, err := client(central).PutRecord(ctx, orgA, w.kind, w.id, []byte(w.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRecord(t, vm1, orgA, "eligibilities", "el1", bodyHas("tt1"))
+	if _, err := client(vm1).PutRecord(ctx, orgA, "executions", "e1", []byte(execJSON(vm1.ID(), "finished"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client(vm1).PutRecord(ctx, orgA, "results", "e1", []byte(resultJSON)); err != nil {
+		t.Fatal(err)
+	}
+	// Announcements relayed from a peer vm2 never met are ignored by its
+	// gossip validator; the heads exchange with central carries them.
+	err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+		central.Mesh().ExchangeNow()
+		got, err := Contents(ctx, vm2, orgA)
+		_, ok := got["/results/e1"]
+		return ok, err
+	})
+	if err != nil {
+		t.Fatalf("vm1's result did not reach vm2: %v", err)
+	}
+	waitRecord(t, vm2, orgA, "results", "e1", bodyHas("7.5"))
+	for _, p := range vm2.Mesh().Peers() {
+		if p.ID == vm1.ID().String() && p.Connected {
+			t.Fatal("vm2 is connected to vm1: the test needs them apart")
+		}
+	}
+	got, err := client(vm2).Refused(ctx, orgA, 0)
+	if err != nil || len(got.Counts) != 0 || got.Parked != 0 {
+		t.Fatalf("vm2 refused or parked: %+v %v", got, err)
+	}
 }
