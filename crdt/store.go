@@ -18,10 +18,24 @@
 // was told nothing. One delta and one fsync per group, not per record, is
 // what makes durable writes fast.
 //
+// # Gated replicas: the verified view
+//
+// go-ds-crdt merges any delta a connected peer announces and cannot refuse
+// one. A replica opened with Options.Verify (a node with an authority)
+// therefore keeps go-ds-crdt's state as the record of what was merged,
+// and serves reads, hooks and counters from a verified view beside it:
+// every delta go-ds-crdt reads or writes through its DAG service is also
+// decided by policy (signature, membership, revocation, replay, who may
+// write what), and each key shows the best valid value, so a forged value
+// that wins in go-ds-crdt's order changes nothing the node serves. Why
+// this design, and its costs, are in view.go; the rule for one key is
+// decide (decide.go). GetRaw and ListRaw still read go-ds-crdt's state.
+//
 // # Layout of the shared database
 //
 //	/blocks/...          DAG blocks of every organisation (content-addressed)
 //	/orgs/<org>/...      the go-ds-crdt state of one organisation
+//	/view/<org>/...      a gated replica's verified view (local, see view.go)
 //	/node/...            node metadata (see the node package)
 package crdt
 
