@@ -153,8 +153,9 @@ type decision struct {
 //     versions naming another VM are refused (ErrNotOwner);
 //   - an append-only record keeps its earliest valid version; others are
 //     refused (schema.CheckWrite);
-//   - of the accepted, untombstoned elements the value is go-ds-crdt's
-//     choice among them: highest priority, then greatest bytes.
+//   - of the accepted elements the value is go-ds-crdt's choice among
+//     them: highest priority, then greatest bytes. Tombstoned elements
+//     are left out only at keys of deletable kinds (see below).
 func decide(key string, elems []element, l lookups) decision {
 	d := decision{Verdicts: map[string]*verdict{}}
 	if IsReserved(key) {
@@ -265,10 +266,16 @@ func decide(key string, elems []element, l lookups) decision {
 		}
 		valid = kept
 	}
+	// Tombstones carry no signature, so the view cannot tell who deleted;
+	// it honours them only where someone may delete: records of deletable
+	// kinds (central's directory data). Exam evidence (executions, results,
+	// logs, bundles, ...) is never deleted, so a tombstone there is ignored.
+	kind, _, _ := schema.ParseKey(key)
+	deletable := kind.Deletable()
 	var best *element
 	for i := range valid {
 		e := &valid[i].e
-		if e.Tomb {
+		if e.Tomb && deletable {
 			continue
 		}
 		if best == nil || e.Priority > best.Priority || (e.Priority == best.Priority && bytes.Compare(e.Value, best.Value) > 0) {

@@ -180,6 +180,8 @@ func TestDecide(t *testing.T) {
 			elems: []element{el("a", 1, e2byVM2Early), el("b", 2, e2byVM2Late)}, want: e2byVM2Early, refused: map[string]string{"b": ReasonRevoked}},
 		{name: "tombstoned value gone", key: "/deliveries/d1",
 			elems: []element{{Block: "a", Priority: 1, Value: d1, Tomb: true}}, want: nil},
+		{name: "tombstone of exam evidence ignored", key: "/results/e1",
+			elems: []element{{Block: "a", Priority: 3, Value: r1, Tomb: true}}, want: r1},
 		{name: "membership at its key", key: MembershipKey(w.central.m.Serial), elems: []element{el("a", 1, mC)}, want: mC},
 		{name: "forged membership refused", key: MembershipKey(w.central.m.Serial),
 			elems: []element{el("a", 1, badM)}, want: nil, refused: map[string]string{"a": ReasonBadSignature}},

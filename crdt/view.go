@@ -39,8 +39,11 @@ package crdt
 // view's index), and a local write is acknowledged only once the view has
 // decided it (Apply waits), so that a read after a write sees it.
 //
-// Known limit: tombstones carry no signature, so the view honours every
-// tombstone go-ds-crdt merged; only central deletes through the API.
+// Known limit: tombstones carry no signature, so the view cannot tell who
+// deleted. It ignores tombstones of records nobody may delete (exam
+// evidence: executions, results, logs, bundles, custody, receipts), and
+// honours them for the deletable central kinds, which a modified member
+// could therefore delete (not overwrite) until deletions are signed.
 //
 // Layout, under /view/<org> (one value per key and list, so deciding a key
 // costs point lookups, and one round of decisions one badger batch):

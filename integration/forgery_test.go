@@ -229,6 +229,10 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 		Delivery: "d1", TestTaker: "tt1", State: schema.ExecutionActive, Started: now, VM: xID.String(), Version: 1})))
 	//  5. a replay of vm1's first version of the execution.
 	ml.put("/executions/e1", oldExec)
+	//  6. evidence erased: tombstones for every version of the result.
+	if err := ml.rep.Delete(ctx, "/results/e1"); err != nil {
+		t.Fatal(err)
+	}
 
 	// go-ds-crdt merged it all: the forgeries win in its order.
 	err = WaitFor(ctx, 30*time.Second, func() (bool, error) {
@@ -236,7 +240,7 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 			rep, _ := n.Replica(orgA)
 			for _, k := range []string{"/deliveries/d1", "/executions/e1", "/results/e1"} {
 				raw, err := rep.GetRaw(ctx, k)
-				if err != nil {
+				if err != nil && !errors.Is(err, crdt.ErrNotFound) {
 					return false, err
 				}
 				if bytes.Equal(raw, legit[k]) {
@@ -299,6 +303,12 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 		if err != nil || len(sums) != 1 || !sums[0].Verified || sums[0].Refused[crdt.ReasonReplay] < 1 {
 			t.Fatalf("%s sync: %+v %v", n.ID(), sums, err)
 		}
+	}
+
+	// A gated node takes no unsigned raw writes through its API.
+	var ae *node.APIError
+	if _, err := client(central).Put(ctx, orgA, "/deliveries/d1", []byte("plain")); !errors.As(err, &ae) || ae.Status != 403 {
+		t.Fatalf("a raw write on a gated node: %v", err)
 	}
 
 	// Revoking mallory itself: the mesh disconnects it everywhere.
