@@ -504,7 +504,8 @@ func (r *Replica) ListRaw(ctx context.Context, prefix string, keysOnly bool, off
 	return out, nil
 }
 
-// Count returns how many records the replica holds under prefix.
+// Count returns how many records the replica holds under prefix (a
+// verified replica: in its view).
 //
 // It scans keys only. go-ds-crdt's own keys-only query still reads every
 // value; here the count comes from the set's layout in the store: a record
@@ -512,6 +513,9 @@ func (r *Replica) ListRaw(ctx context.Context, prefix string, keysOnly bool, off
 // removes or replaces it). TestCountMatchesQuery guards that layout
 // against a go-ds-crdt upgrade.
 func (r *Replica) Count(ctx context.Context, prefix string) (int, error) {
+	if r.view != nil {
+		return r.countView(ctx, prefix)
+	}
 	keys := Namespace(r.org).ChildString("s").ChildString("k")
 	p := keys.String()
 	if prefix != "" && prefix != "/" {
@@ -528,6 +532,31 @@ func (r *Replica) Count(ctx context.Context, prefix string) (int, error) {
 			return n, e.Error
 		}
 		if strings.HasSuffix(e.Key, "/v") {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// countView counts the records of a verified replica's view (reserved
+// keys are not records).
+func (r *Replica) countView(ctx context.Context, prefix string) (int, error) {
+	base := r.view.base + "/v"
+	p := base
+	if prefix != "" && prefix != "/" {
+		p = base + ds.NewKey(prefix).String()
+	}
+	res, err := r.store.Datastore().Query(ctx, query.Query{Prefix: p, KeysOnly: true})
+	if err != nil {
+		return 0, err
+	}
+	defer res.Close()
+	n := 0
+	for e := range res.Next() {
+		if e.Error != nil {
+			return n, e.Error
+		}
+		if !IsReserved(strings.TrimPrefix(e.Key, base)) {
 			n++
 		}
 	}
