@@ -96,6 +96,20 @@ func (n *Node) sealRecord(ctx context.Context, enc []byte) ([]byte, error) {
 	if !n.gated() {
 		return enc, nil
 	}
+	seq, err := n.nextSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sr, err := policy.Sign(n.key, *n.own, enc, seq, n.now())
+	if err != nil {
+		return nil, err
+	}
+	return policy.EncodeSigned(sr), nil
+}
+
+// nextSeq takes the next signing sequence number and persists it before
+// it is used (the record's group commit fsyncs it).
+func (n *Node) nextSeq(ctx context.Context) (uint64, error) {
 	n.seqMu.Lock()
 	defer n.seqMu.Unlock()
 	if !n.seqLoaded {
@@ -103,25 +117,20 @@ func (n *Node) sealRecord(ctx context.Context, enc []byte) ([]byte, error) {
 		switch {
 		case errors.Is(err, ds.ErrNotFound):
 		case err != nil:
-			return nil, fmt.Errorf("node: read the signing sequence: %w", err)
+			return 0, fmt.Errorf("node: read the signing sequence: %w", err)
 		default:
 			if n.seq, err = strconv.ParseUint(string(v), 10, 64); err != nil {
-				return nil, fmt.Errorf("node: the signing sequence %q in the store is not a number", v)
+				return 0, fmt.Errorf("node: the signing sequence %q in the store is not a number", v)
 			}
 		}
 		n.seqLoaded = true
 	}
 	seq := policy.NextSeq(n.seq, n.now())
-	// Persisted before use; the record's group commit fsyncs it.
 	if err := n.store.Datastore().Put(ctx, trustSeqKey, []byte(strconv.FormatUint(seq, 10))); err != nil {
-		return nil, fmt.Errorf("node: store the signing sequence: %w", err)
+		return 0, fmt.Errorf("node: store the signing sequence: %w", err)
 	}
 	n.seq = seq
-	sr, err := policy.Sign(n.key, *n.own, enc, seq, n.now())
-	if err != nil {
-		return nil, err
-	}
-	return policy.EncodeSigned(sr), nil
+	return seq, nil
 }
 
 // decodeStored decodes a value a replica serves: a signed record on a
