@@ -131,12 +131,14 @@ type view struct {
 	onPut    func(key string, value []byte)
 	onDelete func(key string)
 
-	mu       sync.Mutex
-	queue    []observed
-	enqueued uint64
-	done     uint64
-	progress chan struct{} // closed and replaced when done advances
-	wake     chan struct{}
+	mu          sync.Mutex
+	queue       []observed
+	queuedElems int
+	running     bool // the verifier runs (enqueue may wait for it)
+	enqueued    uint64
+	done        uint64
+	progress    chan struct{} // closed and replaced when done advances
+	wake        chan struct{}
 
 	// Owned by the verifier goroutine (and open, before it starts);
 	// counts are read under mu.
@@ -202,9 +204,28 @@ func (v *view) observe(nd ipld.Node) {
 	v.enqueue(observed{block: blockID(nd.Cid()), prio: d.Priority, elems: d.Elements, tombs: d.Tombstones})
 }
 
+// maxQueuedElems bounds the elements waiting for the verifier: beyond it,
+// go-ds-crdt's goroutines wait (a catch-up merges faster than the view
+// verifies, and queued deltas hold their values in memory).
+// A variable so that a test can exercise the wait with a small history.
+var maxQueuedElems = 20000
+
 func (v *view) enqueue(o observed) {
 	v.mu.Lock()
+	for v.running && v.queuedElems >= maxQueuedElems {
+		ch := v.progress
+		v.mu.Unlock()
+		select {
+		case <-ch:
+		case <-v.stopped:
+		}
+		v.mu.Lock()
+		if !v.running {
+			break
+		}
+	}
 	v.queue = append(v.queue, o)
+	v.queuedElems += len(o.elems) + len(o.tombs)
 	v.enqueued++
 	v.mu.Unlock()
 	select {
@@ -258,10 +279,18 @@ func (v *view) open(ctx context.Context, raw ds.Key) error {
 	if err := v.recover(ctx, raw); err != nil {
 		return err
 	}
+	v.mu.Lock()
+	v.running = true
+	v.mu.Unlock()
 	v.wg.Add(1)
 	go func() {
 		defer v.wg.Done()
 		defer close(v.stopped)
+		defer func() {
+			v.mu.Lock()
+			v.running = false
+			v.mu.Unlock()
+		}()
 		v.run()
 	}()
 	return nil
@@ -362,7 +391,7 @@ func (v *view) run() {
 		}
 		v.mu.Lock()
 		batch := v.queue
-		v.queue = nil
+		v.queue, v.queuedElems = nil, 0
 		v.mu.Unlock()
 		if len(batch) > 0 {
 			if err := v.process(context.Background(), batch); err != nil {
@@ -494,7 +523,7 @@ func (v *view) process(ctx context.Context, batch []observed) error {
 			if has, _ := tx.get(ctx, v.k("b", o.block)); has != nil {
 				continue
 			}
-			tx.put(v.k("b", o.block), nil)
+			tx.put(v.k("b", o.block), []byte{1})
 		}
 		for _, e := range o.elems {
 			key := e.GetKey()

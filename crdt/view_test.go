@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -200,5 +201,72 @@ func TestRevocationArrivingLaterRefusesWhatWasSignedAfter(t *testing.T) {
 	defer mu.Unlock()
 	if len(revoked) != 1 || revoked[0] != v2.id {
 		t.Fatalf("OnRevocation: %v", revoked)
+	}
+}
+
+// TestVerifiedReplicaCatchesUp: a fresh verified replica merges a history
+// of more elements than the verifier's queue holds (go-ds-crdt waits for
+// it; the bound is lowered for the test), and its view ends with every record, none refused.
+func TestVerifiedReplicaCatchesUp(t *testing.T) {
+	defer func(old int) { maxQueuedElems = old }(maxQueuedElems)
+	maxQueuedElems = 1000
+	n := 3 * maxQueuedElems
+	w := newTrustWorld(t)
+	sa, sb := openStore(t, t.TempDir()), openStore(t, t.TempDir())
+	defer sa.Close()
+	defer sb.Close()
+	dag := offlineDAG(sa) // blocks travel through a shared DAG service
+	ba, bb := newChanBroadcaster(), newChanBroadcaster()
+	ba.peers, bb.peers = []*chanBroadcaster{bb}, []*chanBroadcaster{ba}
+	mk := func(s *Store, bc Broadcaster) *Replica {
+		opts := DefaultOptions(testOrg)
+		opts.Verify = &VerifyOptions{Trust: w.trust, Now: func() time.Time { return tw0.Add(time.Hour) }}
+		r, err := NewReplica(opts, Deps{Store: s, DAG: dag, Broadcaster: bc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	a := mk(sa, ba)
+	ctx := context.Background()
+	ops := []Op{{Key: MembershipKey(w.central.m.Serial), Value: w.central.m.Encode()}}
+	base := delivery(t, "Maths")
+	for i := range n {
+		rec := base
+		rec.ID = fmt.Sprintf("d%06d", i)
+		ops = append(ops, Op{Key: rec.Key(), Value: w.central.sign(t, rec, 0)})
+		if len(ops) == 2000 || i == n-1 {
+			if err := a.Apply(ctx, ops); err != nil {
+				t.Fatal(err)
+			}
+			ops = nil
+		}
+	}
+	b := mk(sb, bb)
+	defer func() {
+		ba.stop()
+		bb.stop()
+		_ = errors.Join(a.Close(), b.Close())
+	}()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		// a announces its heads to b (as a periodic exchange would).
+		if heads, err := a.HeadsAnnouncement(ctx); err == nil {
+			select {
+			case bb.in <- heads:
+			default:
+			}
+		}
+		cb, _ := b.Count(ctx, "/deliveries")
+		if cb == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b's view holds %d of %d records", cb, n)
+		}
+		<-time.After(200 * time.Millisecond)
+	}
+	if st := b.Stats(ctx); len(st.Refused) != 0 || st.Parked != 0 {
+		t.Fatalf("refused %v, parked %d", st.Refused, st.Parked)
 	}
 }
