@@ -315,3 +315,38 @@ func TestOwnMembershipMustVerify(t *testing.T) {
 		}
 	}
 }
+
+func TestRevokedPeerIsRefused(t *testing.T) {
+	ta := newTestAuthority(t)
+	a := ta.newGatedMesh(t, member{role: schema.RoleCentral, allOrgs: true})
+	b := ta.newGatedMesh(t, member{role: schema.RoleVM, orgs: []string{"org1"}})
+	connectOnce(t, b, a)
+	poll(t, "a verifies b's membership", func() bool { _, ok := a.PeerMembership(b.ID()); return ok })
+
+	// A revocation not signed by this authority changes nothing.
+	other := newTestAuthority(t)
+	fake, err := other.auth.Revoke(policy.RevokeRequest{Network: trustNet, Peer: b.ID().String()}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.AddRevocation(fake)
+	if _, ok := a.PeerMembership(b.ID()); !ok {
+		t.Fatal("a revocation by another authority was honoured")
+	}
+
+	r, err := ta.auth.Revoke(policy.RevokeRequest{Network: trustNet, Peer: b.ID().String(), Reason: "stolen"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.AddRevocation(r)
+	a.AddRevocation(r) // again: harmless
+	msg := waitPeerError(t, a, b.ID().String(), "revoked", "stolen")
+	waitDisconnected(t, a, b.ID())
+	// b comes back: its hello is refused.
+	connectOnce(t, b, a)
+	waitDisconnected(t, a, b.ID())
+	if _, ok := a.PeerMembership(b.ID()); ok {
+		t.Fatal("the revoked peer has a verified membership again")
+	}
+	t.Logf("refusal: %s", msg)
+}
