@@ -1,0 +1,120 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/examnode/examnode/mesh"
+	"github.com/examnode/examnode/policy"
+	"github.com/examnode/examnode/schema"
+)
+
+// gatedCentral starts a central node of C1 under a fresh authority, in
+// dir (reused across restarts).
+func gatedCentral(t *testing.T, a *policy.Authority, dir string) *Node {
+	t.Helper()
+	key, err := mesh.LoadOrCreateKey(filepath.Join(dir, IdentityFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	now := time.Now()
+	m, err := a.Grant(policy.GrantRequest{Network: "examnode", Peer: id.String(), Role: schema.RoleCentral, AllOrgs: true,
+		NotBefore: now.Add(-time.Hour), Expires: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig(schema.RoleCentral, "C1")
+	cfg.Listen, cfg.API, cfg.LANDiscovery = []string{"/ip4/127.0.0.1/tcp/0"}, "127.0.0.1:0", false
+	cfg.Authority, cfg.Membership = a.Public().String(), m.String()
+	n, err := New(dir, cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(errors.Join(err, n.Close()))
+	}
+	return n
+}
+
+func storedSigned(t *testing.T, n *Node, key string) policy.SignedRecord {
+	t.Helper()
+	rep, err := n.Replica("C1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := rep.GetRaw(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, err := policy.DecodeSigned(raw)
+	if err != nil {
+		t.Fatalf("%s is not stored signed: %v", key, err)
+	}
+	if err := policy.VerifySigned(sr); err != nil || sr.Writer != n.ID().String() {
+		t.Fatalf("%s signed by %s: %v", key, sr.Writer, err)
+	}
+	return sr
+}
+
+func TestGatedNodeSignsWhatItWrites(t *testing.T) {
+	a, err := policy.GenerateAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	n := gatedCentral(t, a, dir)
+	putFixture(t, n, schema.KindDeliveries)
+	if got := call(t, n, "GET", recPath(schema.KindDeliveries, "d1"), nil); got.status != 200 {
+		t.Fatalf("get: %d %s", got.status, got.body)
+	}
+	first := storedSigned(t, n, "/deliveries/d1")
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// After a restart the sequence continues above the persisted one.
+	n = gatedCentral(t, a, dir)
+	defer n.Close()
+	putFixture(t, n, schema.KindTestTakers)
+	if second := storedSigned(t, n, "/test-takers/tt1"); second.Seq <= first.Seq {
+		t.Fatalf("sequence went from %d to %d across a restart", first.Seq, second.Seq)
+	}
+	// A central delete still deletes.
+	if got := call(t, n, "DELETE", recPath(schema.KindTestTakers, "tt1"), nil); got.status != 200 {
+		t.Fatalf("delete: %d %s", got.status, got.body)
+	}
+	if got := call(t, n, "GET", recPath(schema.KindTestTakers, "tt1"), nil); got.status != 404 {
+		t.Fatalf("get after delete: %d %s", got.status, got.body)
+	}
+	// Nothing refused; raw writes are off.
+	got := call(t, n, "GET", "/v1/orgs/C1/refused", nil)
+	var rf Refused
+	if err := json.Unmarshal(got.body, &rf); err != nil || got.status != 200 || !rf.Verified || len(rf.Counts) != 0 || len(rf.Elements) != 0 {
+		t.Fatalf("refused: %d %s", got.status, got.body)
+	}
+	if got := call(t, n, "PUT", "/v1/orgs/C1/raw/x/y", []byte("v")); got.status != 403 {
+		t.Fatalf("raw put on a gated node: %d %s", got.status, got.body)
+	}
+	// The feed shows the view's changes, memberships excluded.
+	ch := pollChanges(t, n, "0", "0s")
+	var keys []string
+	for _, c := range ch.Changes {
+		keys = append(keys, c.Op+" "+c.Key)
+	}
+	want := []string{"put /deliveries/d1", "put /test-takers/tt1", "delete /test-takers/tt1"}
+	if len(keys) != len(want) {
+		t.Fatalf("feed: %v, want %v", keys, want)
+	}
+	for i := range want {
+		if keys[i] != want[i] {
+			t.Fatalf("feed: %v, want %v", keys, want)
+		}
+	}
+}
