@@ -209,7 +209,7 @@ func TestRevocationArrivingLaterRefusesWhatWasSignedAfter(t *testing.T) {
 // it; the bound is lowered for the test), and its view ends with every record, none refused.
 func TestVerifiedReplicaCatchesUp(t *testing.T) {
 	defer func(old int) { maxQueuedElems = old }(maxQueuedElems)
-	maxQueuedElems = 1000
+	maxQueuedElems = 500
 	n := 3 * maxQueuedElems
 	w := newTrustWorld(t)
 	sa, sb := openStore(t, t.TempDir()), openStore(t, t.TempDir())
@@ -235,7 +235,7 @@ func TestVerifiedReplicaCatchesUp(t *testing.T) {
 		rec := base
 		rec.ID = fmt.Sprintf("d%06d", i)
 		ops = append(ops, Op{Key: rec.Key(), Value: w.central.sign(t, rec, 0)})
-		if len(ops) == 2000 || i == n-1 {
+		if len(ops) == 500 || i == n-1 {
 			if err := a.Apply(ctx, ops); err != nil {
 				t.Fatal(err)
 			}
