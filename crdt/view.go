@@ -13,7 +13,9 @@ package crdt
 //     local delta through it (Add). The replica hands it a wrapper that
 //     also decodes every such delta and queues its elements (key, value,
 //     block, priority) and tombstones for the verifier. Nothing else is
-//     done in go-ds-crdt's goroutines. (The PutHook alone would not do: it
+//     done in go-ds-crdt's goroutines; they wait only while the queue
+//     holds maxQueuedElems elements (a catch-up merges faster than the
+//     view verifies). (The PutHook alone would not do: it
 //     fires only when an element wins in go-ds-crdt's order, so a
 //     legitimate value that arrives after a forged one of higher priority
 //     would never be seen.)
@@ -187,7 +189,7 @@ func esc(key string) string                { return strings.ReplaceAll(strings.T
 func unesc(s string) string                { return "/" + strings.ReplaceAll(s, "~", "/") }
 
 // observe decodes nd as a go-ds-crdt delta and queues it. It runs in
-// go-ds-crdt's goroutines and never blocks.
+// go-ds-crdt's goroutines; it waits only while the queue is full.
 func (v *view) observe(nd ipld.Node) {
 	pn, ok := nd.(*merkledag.ProtoNode)
 	if !ok {
