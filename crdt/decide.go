@@ -23,7 +23,13 @@ import (
 const (
 	MembershipsPrefix = "/_memberships"
 	RevocationsPrefix = "/_revocations"
+	// DeletionsPrefix holds signed deletions: at DeletionKey(key), a
+	// signed record of the record deleted, by a writer that may delete it.
+	DeletionsPrefix = "/_deletions"
 )
+
+// DeletionKey is where the signed deletion of the record at key is kept.
+func DeletionKey(key string) string { return DeletionsPrefix + key }
 
 // MembershipKey is where membership m is kept in a gated replica.
 func MembershipKey(s policy.Serial) string { return MembershipsPrefix + "/" + s.String() }
@@ -122,6 +128,8 @@ type lookups struct {
 	// they were stored. execution returns the view's record at
 	// /executions/<id>, if any.
 	execution func(id string) (*schema.Record, bool)
+	// deletedAt returns the signing time of the view's deletion of key.
+	deletedAt func(key string) (time.Time, bool)
 }
 
 // decision is the outcome for one key.
@@ -153,9 +161,14 @@ type decision struct {
 //     versions naming another VM are refused (ErrNotOwner);
 //   - an append-only record keeps its earliest valid version; others are
 //     refused (schema.CheckWrite);
-//   - of the accepted elements the value is go-ds-crdt's choice among
-//     them: highest priority, then greatest bytes. Tombstoned elements
-//     are left out only at keys of deletable kinds (see below).
+//   - deletions are signed too: go-ds-crdt's tombstones carry no
+//     signature, so the view ignores them; a record is deleted by a valid
+//     signed deletion at DeletionKey(key) (policy.MayWrite with Delete:
+//     only central, only deletable kinds), which hides every version
+//     signed at or before the deletion's time (a record written again
+//     later shows again);
+//   - of the accepted, undeleted elements the value is go-ds-crdt's
+//     choice among them: highest priority, then greatest bytes.
 func decide(key string, elems []element, l lookups) decision {
 	d := decision{Verdicts: map[string]*verdict{}}
 	if IsReserved(key) {
@@ -266,16 +279,14 @@ func decide(key string, elems []element, l lookups) decision {
 		}
 		valid = kept
 	}
-	// Tombstones carry no signature, so the view cannot tell who deleted;
-	// it honours them only where someone may delete: records of deletable
-	// kinds (central's directory data). Exam evidence (executions, results,
-	// logs, bundles, ...) is never deleted, so a tombstone there is ignored.
-	kind, _, _ := schema.ParseKey(key)
-	deletable := kind.Deletable()
+	delAt, deleted := time.Time{}, false
+	if l.deletedAt != nil {
+		delAt, deleted = l.deletedAt(key)
+	}
 	var best *element
 	for i := range valid {
 		e := &valid[i].e
-		if e.Tomb && deletable {
+		if deleted && !valid[i].sr.At.After(delAt) {
 			continue
 		}
 		if best == nil || e.Priority > best.Priority || (e.Priority == best.Priority && bytes.Compare(e.Value, best.Value) > 0) {
@@ -306,6 +317,10 @@ func sameVM(key string, first, next schema.Record, writer string) error {
 // decideReserved accepts authority-signed memberships and revocations at
 // their reserved keys, and refuses anything else there.
 func decideReserved(key string, elems []element, l lookups, d *decision) {
+	if strings.HasPrefix(key, DeletionsPrefix+"/") {
+		decideDeletion(key, elems, l, d)
+		return
+	}
 	var best *element
 	for i := range elems {
 		e := &elems[i]
@@ -359,4 +374,67 @@ func checkReserved(key string, value []byte, l lookups) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s is a reserved key; records live at /<kind>/<id>", policy.ErrInvalid, key)
+}
+
+// decideDeletion accepts signed deletions of the record at key minus
+// DeletionsPrefix: a signed record of that record, by a writer whose
+// membership may delete it (policy.MayWrite with Delete). The view's
+// value is the valid deletion signed last.
+func decideDeletion(key string, elems []element, l lookups, d *decision) {
+	target := strings.TrimPrefix(key, DeletionsPrefix)
+	var best *element
+	var bestAt time.Time
+	for i := range elems {
+		e := &elems[i]
+		v := &verdict{}
+		sr, err := policy.DecodeSigned(e.Value)
+		if err != nil {
+			v.Reason, v.Err = reasonOf(err), fmt.Errorf("%s: not a signed deletion: %w", key, err)
+			d.Verdicts[e.Block] = v
+			continue
+		}
+		v.Writer, v.Serial, v.Seq = sr.Writer, sr.Membership, sr.Seq
+		if !slices.Contains(d.Serials, sr.Membership) {
+			d.Serials = append(d.Serials, sr.Membership)
+		}
+		m, known := l.members(sr.Membership)
+		if !known {
+			if err := policy.VerifySigned(sr); err != nil {
+				v.Reason, v.Err = reasonOf(err), err
+			} else {
+				v.Parked, v.Reason, v.Dep = true, ReasonUnknownMembership, MembershipKey(sr.Membership)
+				v.Err = fmt.Errorf("membership %s of writer %s has not arrived here yet; decided again when it does", sr.Membership, sr.Writer)
+			}
+			d.Verdicts[e.Block] = v
+			continue
+		}
+		if err := policy.CheckSignedVerified(sr, m, l.revs, l.trust, l.now); err != nil {
+			v.Reason, v.Err = reasonOf(err), err
+			d.Verdicts[e.Block] = v
+			continue
+		}
+		rec, err := schema.Decode(sr.Record)
+		if err != nil {
+			v.Reason, v.Err = reasonOf(err), err
+			d.Verdicts[e.Block] = v
+			continue
+		}
+		if rec.Key() != target || rec.Org != l.org {
+			v.Reason = ReasonMisplaced
+			v.Err = fmt.Errorf("%w: a deletion of %s in %s stored at %s", policy.ErrMisplaced, rec.Key(), rec.Org, key)
+			d.Verdicts[e.Block] = v
+			continue
+		}
+		if err := policy.MayWrite(policy.WriteContext{Writer: m, Org: l.org, Key: target, Delete: true}); err != nil {
+			v.Reason, v.Err = reasonOf(err), err
+			d.Verdicts[e.Block] = v
+			continue
+		}
+		if best == nil || sr.At.After(bestAt) || (sr.At.Equal(bestAt) && bytes.Compare(e.Value, best.Value) > 0) {
+			best, bestAt = e, sr.At
+		}
+	}
+	if best != nil {
+		d.Value = best.Value
+	}
 }

@@ -136,6 +136,9 @@ func TestDecide(t *testing.T) {
 	}
 	e2byVM2Early := v2.sign(t, execution(t, "e2", v2.id, "active"), 0)
 	e2byVM2Late := v2.sign(t, execution(t, "e2", v2.id, "finished"), time.Hour)
+	delByC := c.sign(t, delivery(t, "Maths"), 2*time.Hour)
+	delByVM := v1.sign(t, delivery(t, "Maths"), 2*time.Hour)
+	delResult := c.sign(t, result(t, "e1", "7.5"), 2*time.Hour)
 	mC := w.central.m.Encode()
 	badM := bytes.Clone(mC)
 	badM[10] ^= 1
@@ -145,14 +148,15 @@ func TestDecide(t *testing.T) {
 		return element{Block: block, Priority: prio, Value: v}
 	}
 	tests := []struct {
-		name    string
-		key     string
-		elems   []element
-		revs    policy.RevocationSet
-		noExec  bool
-		want    []byte
-		refused map[string]string // block -> reason
-		parked  map[string]string
+		name      string
+		key       string
+		elems     []element
+		revs      policy.RevocationSet
+		noExec    bool
+		deletedAt time.Time
+		want      []byte
+		refused   map[string]string // block -> reason
+		parked    map[string]string
 	}{
 		{name: "one valid record", key: "/deliveries/d1", elems: []element{el("a", 1, d1)}, want: d1},
 		{name: "later valid version wins", key: "/deliveries/d1", elems: []element{el("a", 1, d1), el("b", 2, d1b)}, want: d1b},
@@ -178,8 +182,19 @@ func TestDecide(t *testing.T) {
 			elems: []element{el("a", 1, e1), el("b", 5, e1byVM2)}, want: e1, refused: map[string]string{"b": ReasonNotOwner}},
 		{name: "signed after revocation refused, before kept", key: "/executions/e2", revs: revs,
 			elems: []element{el("a", 1, e2byVM2Early), el("b", 2, e2byVM2Late)}, want: e2byVM2Early, refused: map[string]string{"b": ReasonRevoked}},
-		{name: "tombstoned value gone", key: "/deliveries/d1",
-			elems: []element{{Block: "a", Priority: 1, Value: d1, Tomb: true}}, want: nil},
+		{name: "unsigned tombstone ignored", key: "/deliveries/d1",
+			elems: []element{{Block: "a", Priority: 1, Value: d1, Tomb: true}}, want: d1},
+		{name: "signed deletion hides what was signed before it", key: "/deliveries/d1", deletedAt: tw0.Add(30 * time.Second),
+			elems: []element{el("a", 1, d1), el("b", 2, d1b)}, want: d1b}, // d1b signed at tw0+1m: written again after
+		{name: "signed deletion after every version", key: "/deliveries/d1", deletedAt: tw0.Add(2 * time.Minute),
+			elems: []element{el("a", 1, d1), el("b", 2, d1b)}, want: nil},
+		{name: "deletion by central", key: DeletionKey("/deliveries/d1"), elems: []element{el("a", 3, delByC)}, want: delByC},
+		{name: "deletion by a vm refused", key: DeletionKey("/deliveries/d1"),
+			elems: []element{el("a", 3, delByVM)}, want: nil, refused: map[string]string{"a": ReasonRoleMayNotWrite}},
+		{name: "deletion of exam evidence refused", key: DeletionKey("/results/e1"),
+			elems: []element{el("a", 3, delResult)}, want: nil, refused: map[string]string{"a": ReasonRoleMayNotWrite}},
+		{name: "deletion stored for another key", key: DeletionKey("/deliveries/d2"),
+			elems: []element{el("a", 3, delByC)}, want: nil, refused: map[string]string{"a": ReasonMisplaced}},
 		{name: "tombstone of exam evidence ignored", key: "/results/e1",
 			elems: []element{{Block: "a", Priority: 3, Value: r1, Tomb: true}}, want: r1},
 		{name: "membership at its key", key: MembershipKey(w.central.m.Serial), elems: []element{el("a", 1, mC)}, want: mC},
@@ -194,6 +209,7 @@ func TestDecide(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l := lookups{org: testOrg, trust: w.trust, now: tw0.Add(3 * time.Hour), revs: tc.revs, members: w.members,
+				deletedAt: func(string) (time.Time, bool) { return tc.deletedAt, !tc.deletedAt.IsZero() },
 				execution: func(id string) (*schema.Record, bool) {
 					if tc.noExec || execs[id] == nil {
 						return nil, false

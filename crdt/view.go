@@ -41,11 +41,11 @@ package crdt
 // view's index), and a local write is acknowledged only once the view has
 // decided it (Apply waits), so that a read after a write sees it.
 //
-// Known limit: tombstones carry no signature, so the view cannot tell who
-// deleted. It ignores tombstones of records nobody may delete (exam
-// evidence: executions, results, logs, bundles, custody, receipts), and
-// honours them for the deletable central kinds, which a modified member
-// could therefore delete (not overwrite) until deletions are signed.
+// Deletions: go-ds-crdt's tombstones carry no signature, so the view
+// ignores them (a modified member could otherwise erase exam evidence or
+// central data). A gated node deletes by writing, in the same delta as the
+// tombstones, a signed deletion at DeletionKey(key); the view honours
+// that (decide.go).
 //
 // Layout, under /view/<org> (one value per key and list, so deciding a key
 // costs point lookups, and one round of decisions one badger batch):
@@ -626,6 +626,17 @@ func (v *view) decideKey(ctx context.Context, tx *vtx, key string) (value []byte
 	d := decide(key, elems, lookups{
 		org: v.org, trust: v.opts.Trust, now: now, revs: v.revs,
 		members: func(s policy.Serial) (policy.Membership, bool) { m, ok := v.members[s]; return m, ok },
+		deletedAt: func(key string) (time.Time, bool) {
+			b, err := tx.get(ctx, v.valueKey(DeletionKey(key)))
+			if err != nil || b == nil {
+				return time.Time{}, false
+			}
+			sr, err := policy.DecodeSigned(b)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return sr.At, true
+		},
 		execution: func(id string) (*schema.Record, bool) {
 			b, err := tx.get(ctx, v.valueKey(schema.Key(schema.KindExecutions, id)))
 			if err != nil || b == nil {
@@ -720,6 +731,8 @@ func (v *view) decideKey(ctx context.Context, tx *vtx, key string) (value []byte
 		tx.del(v.dependsKey(key))
 	}
 	switch {
+	case strings.HasPrefix(key, DeletionsPrefix+"/"):
+		woken = append(woken, strings.TrimPrefix(key, DeletionsPrefix))
 	case strings.HasPrefix(key, MembershipsPrefix+"/") && d.Value != nil:
 		if m, err := policy.DecodeMembership(d.Value); err == nil {
 			v.members[m.Serial] = m

@@ -125,7 +125,8 @@ func bodyHas(s string) func(schema.Record) error {
 // TestModifiedPeerIsRefusedWhereItArrives is issue 6's "Done when": a
 // member VM modified to write raw deltas sends a forged record, a central
 // kind, another VM's result, a record signed under a revoked membership
-// and a replayed old record. Each reaches go-ds-crdt on central and on
+// and a replayed old record; it also erases a result and deletes central
+// data with unsigned tombstones. Each reaches go-ds-crdt on central and on
 // another VM (it merges anything), and each is refused there by the
 // verified view, counted with its reason; the legitimate data at those
 // keys is unchanged and still served by the API.
@@ -233,6 +234,13 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 	if err := ml.rep.Delete(ctx, "/results/e1"); err != nil {
 		t.Fatal(err)
 	}
+	//  7. central data deleted: tombstones, and a deletion mallory signs.
+	if err := ml.rep.Apply(ctx, []crdt.Op{{Key: "/deliveries/d1", Delete: true},
+		{Key: crdt.DeletionKey("/deliveries/d1"), Value: ml.signAs(ml.key, ml.m, mustRec(t, orgA, "d1", schema.Delivery{
+			Label: "gone", Opens: now, Closes: now.Add(time.Hour), MaxAttempts: 1,
+			Package: schema.BlobRef{CID: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", SHA256: strings.Repeat("ab", 32), Size: 1, MediaType: "application/zip"}}))}}); err != nil {
+		t.Fatal(err)
+	}
 
 	// go-ds-crdt merged it all: the forgeries win in its order.
 	err = WaitFor(ctx, 30*time.Second, func() (bool, error) {
@@ -261,6 +269,9 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 			got, err = client(n).Refused(ctx, orgA, 0)
 			if err != nil {
 				return false, err
+			}
+			if got.Counts[crdt.ReasonRoleMayNotWrite] < 2 { // the delivery and the deletion
+				return false, fmt.Errorf("the deletion is not refused yet: %v", got.Counts)
 			}
 			for _, r := range want {
 				if got.Counts[r] < 1 {

@@ -348,11 +348,12 @@ func (n *Node) handleRecordDelete(w http.ResponseWriter, r *http.Request) {
 	key := schema.Key(kind, id)
 	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, rep.Org(), key))
 	defer unlock()
-	if _, err := rep.Get(r.Context(), key); err != nil {
+	prev, err := getRecord(r.Context(), rep, key)
+	if err != nil {
 		n.writeRecordError(w, err)
 		return
 	}
-	if err := rep.Delete(r.Context(), key); err != nil {
+	if err := n.deleteRecord(r.Context(), rep, key, *prev); err != nil {
 		n.writeRecordError(w, err)
 		return
 	}

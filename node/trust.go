@@ -262,3 +262,21 @@ func (n *Node) handleRefused(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, out)
 }
+
+// deleteRecord deletes the record prev at key. A gated node also writes,
+// in the same delta, a signed deletion (the record, signed again) at
+// crdt.DeletionKey(key): receivers ignore unsigned tombstones.
+func (n *Node) deleteRecord(ctx context.Context, rep *crdt.Replica, key string, prev schema.Record) error {
+	if !n.gated() {
+		return rep.Delete(ctx, key)
+	}
+	enc, err := schema.Encode(prev)
+	if err != nil {
+		return err
+	}
+	sealed, err := n.sealRecord(ctx, enc)
+	if err != nil {
+		return err
+	}
+	return rep.Apply(ctx, []crdt.Op{{Key: key, Delete: true}, {Key: crdt.DeletionKey(key), Value: sealed}})
+}
