@@ -124,8 +124,8 @@ func BenchmarkSignedVerifiedPut32(b *testing.B) {
 	if n, _ := r.Count(ctx, "/deliveries"); n != b.N {
 		b.Fatalf("%d records, want %d", n, b.N)
 	}
-	if st := r.Stats(ctx); len(st.Refused) != 0 || st.Parked != 0 {
-		b.Fatalf("refused %v, parked %d", st.Refused, st.Parked)
+	if st := r.Stats(ctx); len(st.RecordsRefused) != 0 || st.RecordsParked != 0 {
+		b.Fatalf("refused %v, parked %d", st.RecordsRefused, st.RecordsParked)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }

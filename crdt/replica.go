@@ -574,12 +574,12 @@ type Stats struct {
 	Written     uint64    `json:"records_written"`
 	WriteErrors uint64    `json:"write_errors"`
 	LastCommit  time.Time `json:"last_commit,omitzero"`
-	// Verified: the replica keeps a verified view; Refused counts the
-	// elements it refuses now, by reason; Parked those waiting for a
-	// membership or an execution to arrive.
-	Verified bool              `json:"verified"`
-	Refused  map[string]uint64 `json:"refused,omitempty"`
-	Parked   int               `json:"parked,omitempty"`
+	// Verified: the replica keeps a verified view; RecordsRefused counts
+	// the values it refuses now, by reason (the Reason* codes);
+	// RecordsParked those waiting for a membership or an execution.
+	Verified       bool              `json:"verified"`
+	RecordsRefused map[string]uint64 `json:"records_refused,omitempty"`
+	RecordsParked  int               `json:"records_parked,omitempty"`
 }
 
 // Stats reports the replica's heads, height, queue and write counters.
@@ -602,7 +602,7 @@ func (r *Replica) Stats(ctx context.Context) Stats {
 	}
 	if r.view != nil {
 		st.Verified = true
-		st.Refused, st.Parked = r.view.counts()
+		st.RecordsRefused, st.RecordsParked = r.view.counts()
 	}
 	return st
 }

@@ -82,9 +82,9 @@ func TestVerifiedViewKeepsLegitimateValue(t *testing.T) {
 	if _, err := r.Get(ctx, "/results/e1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a result without its execution is served: %v", err)
 	}
-	if st := r.Stats(ctx); st.Parked != 0 {
+	if st := r.Stats(ctx); st.RecordsParked != 0 {
 		// vm1's membership is not here yet either: parked on that first.
-		t.Logf("parked: %d", st.Parked)
+		t.Logf("parked: %d", st.RecordsParked)
 	}
 	mustPut(t, r, MembershipKey(w.vm1.m.Serial), w.vm1.m.Encode())
 	mustPut(t, r, "/executions/e1", e1)
@@ -103,8 +103,8 @@ func TestVerifiedViewKeepsLegitimateValue(t *testing.T) {
 		t.Fatal("the hooks did not follow the view")
 	}
 	st := r.Stats(ctx)
-	if st.Refused[ReasonRoleMayNotWrite] != 1 || st.Parked != 0 {
-		t.Fatalf("stats: refused %v, parked %d", st.Refused, st.Parked)
+	if st.RecordsRefused[ReasonRoleMayNotWrite] != 1 || st.RecordsParked != 0 {
+		t.Fatalf("stats: refused %v, parked %d", st.RecordsRefused, st.RecordsParked)
 	}
 	refs, err := r.Refusals(ctx, 0)
 	if err != nil || len(refs) != 1 || refs[0].Key != "/deliveries/d1" || refs[0].Writer != w.vm1.id {
@@ -123,8 +123,8 @@ func TestVerifiedViewKeepsLegitimateValue(t *testing.T) {
 	if got := mustGet(t, r, "/deliveries/d1"); !bytes.Equal(got, d1) {
 		t.Fatal("after reopen the view serves the VM's delivery")
 	}
-	if st := r.Stats(ctx); st.Refused[ReasonRoleMayNotWrite] != 1 {
-		t.Fatalf("after reopen: refused %v", st.Refused)
+	if st := r.Stats(ctx); st.RecordsRefused[ReasonRoleMayNotWrite] != 1 {
+		t.Fatalf("after reopen: refused %v", st.RecordsRefused)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
@@ -152,8 +152,8 @@ func TestVerifiedViewKeepsLegitimateValue(t *testing.T) {
 	if got := mustGet(t, r, "/results/e1"); !bytes.Equal(got, r1) {
 		t.Fatal("the rebuilt view lost the result")
 	}
-	if st := r.Stats(ctx); st.Refused[ReasonRoleMayNotWrite] != 1 {
-		t.Fatalf("rebuilt view: refused %v", st.Refused)
+	if st := r.Stats(ctx); st.RecordsRefused[ReasonRoleMayNotWrite] != 1 {
+		t.Fatalf("rebuilt view: refused %v", st.RecordsRefused)
 	}
 	if err := errors.Join(r.Close(), s.Close()); err != nil {
 		t.Fatal(err)
@@ -194,8 +194,8 @@ func TestRevocationArrivingLaterRefusesWhatWasSignedAfter(t *testing.T) {
 		t.Fatalf("a record signed after its membership's revocation is still served: %v", err)
 	}
 	mustGet(t, r, "/executions/e2")
-	if st := r.Stats(ctx); st.Refused[ReasonRevoked] != 1 {
-		t.Fatalf("refused: %v", st.Refused)
+	if st := r.Stats(ctx); st.RecordsRefused[ReasonRevoked] != 1 {
+		t.Fatalf("refused: %v", st.RecordsRefused)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -266,7 +266,7 @@ func TestVerifiedReplicaCatchesUp(t *testing.T) {
 		}
 		<-time.After(200 * time.Millisecond)
 	}
-	if st := b.Stats(ctx); len(st.Refused) != 0 || st.Parked != 0 {
-		t.Fatalf("refused %v, parked %d", st.Refused, st.Parked)
+	if st := b.Stats(ctx); len(st.RecordsRefused) != 0 || st.RecordsParked != 0 {
+		t.Fatalf("refused %v, parked %d", st.RecordsRefused, st.RecordsParked)
 	}
 }

@@ -311,7 +311,8 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 		}
 		// Status and sync show the counts.
 		sums, err := client(n).Sync(ctx, orgA)
-		if err != nil || len(sums) != 1 || !sums[0].Verified || sums[0].Refused[crdt.ReasonReplay] < 1 {
+		if err != nil || len(sums) != 1 || !sums[0].Verified || sums[0].RecordsRefused[crdt.ReasonReplay] < 1 ||
+			sums[0].RefusedByReason["record "+crdt.ReasonReplay] < 1 {
 			t.Fatalf("%s sync: %+v %v", n.ID(), sums, err)
 		}
 	}

@@ -201,8 +201,9 @@ type ReplicaSummary struct {
 	// DAGSize counts the DAG nodes (deltas) the replica has processed.
 	DAGSize int `json:"dag_size"`
 	// Refused counts what arrived and was refused since start (head
-	// announcements from peers without a membership, malformed ones), by
-	// reason in RefusedByReason.
+	// announcements from peers without a membership, malformed ones), and
+	// the records a gated replica's view refuses ("record <code>", see
+	// GET /v1/orgs/{org}/refused), by reason in RefusedByReason.
 	Refused         uint64            `json:"refused"`
 	RefusedByReason map[string]uint64 `json:"refused_by_reason"`
 }

@@ -198,6 +198,11 @@ func (n *Node) inspectReplica(ctx context.Context, rep *crdt.Replica, rs *Replic
 	rs.Refused = rs.Announcements.Rejected
 	rs.RefusedByReason = map[string]uint64{}
 	maps.Copy(rs.RefusedByReason, rs.Announcements.RejectedByReason)
+	// Records a gated replica's verified view refuses (trust.go), by code.
+	for reason, c := range rs.RecordsRefused {
+		rs.Refused += c
+		rs.RefusedByReason["record "+reason] += c
+	}
 }
 
 // headsState fills ps's state from the peer's last heads of org.

@@ -256,7 +256,7 @@ func (n *Node) handleRefused(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st := rep.Stats(r.Context())
-	out := Refused{Org: org, Verified: st.Verified, Counts: st.Refused, Parked: st.Parked, Elements: els}
+	out := Refused{Org: org, Verified: st.Verified, Counts: st.RecordsRefused, Parked: st.RecordsParked, Elements: els}
 	if out.Counts == nil {
 		out.Counts = map[string]uint64{}
 	}
