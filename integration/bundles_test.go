@@ -69,10 +69,33 @@ func waitRecipient(t *testing.T, vm, archive *node.Node) {
 // logs and the result.
 func finishExecution(t *testing.T, vm *node.Node, id string) {
 	t.Helper()
+	finishExecutionVia(t, nil, vm, id)
+}
+
+// finishExecutionVia is finishExecution with the eligibility written by
+// central through its API (signed, on a gated cluster) and awaited on vm,
+// or, with central nil, put directly into vm's replica.
+func finishExecutionVia(t *testing.T, central, vm *node.Node, id string) {
+	t.Helper()
 	ctx := context.Background()
 	rep, err := vm.Replica(org)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if central != nil {
+		body := fmt.Sprintf(`{"test_center":"c1","delivery":"d1","test_takers":["tt-%s"]}`, id)
+		if _, err := client(central).PutRecord(ctx, org, "eligibilities", "el-"+id, []byte(body)); err != nil {
+			t.Fatalf("central writes the eligibility: %v", err)
+		}
+		err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+			_, err := client(vm).GetRecord(ctx, org, "eligibilities", "el-"+id)
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Fatalf("the eligibility never reached the VM: %v", err)
+		}
+		finishOnVM(t, vm, id)
+		return
 	}
 	el, err := schema.NewRecord(org, "el-"+id, schema.Eligibility{TestCenter: "c1", Delivery: "d1", TestTakers: []string{"tt-" + id}})
 	if err != nil {
@@ -82,6 +105,14 @@ func finishExecution(t *testing.T, vm *node.Node, id string) {
 	if err := rep.Put(ctx, el.Key(), enc); err != nil {
 		t.Fatal(err)
 	}
+	finishOnVM(t, vm, id)
+}
+
+// finishOnVM writes, through vm's API, a finished execution, two result
+// logs, an attachment and the result.
+func finishOnVM(t *testing.T, vm *node.Node, id string) {
+	t.Helper()
+	ctx := context.Background()
 	cl := client(vm)
 	put := func(kind, rid, body string) {
 		t.Helper()
@@ -439,6 +470,7 @@ func TestGatedBundle(t *testing.T) {
 		{Name: "archive", Role: schema.RoleArchive, Orgs: []string{org}},
 		{Name: "vm1", Role: schema.RoleVM, Orgs: []string{org}},
 		{Name: "vm2", Role: schema.RoleVM, Orgs: []string{org}},
+		{Name: "central", Role: schema.RoleCentral, Orgs: []string{org}},
 	} {
 		if _, err := c.Add(ctx, s); err != nil {
 			t.Fatal(err)
@@ -447,10 +479,12 @@ func TestGatedBundle(t *testing.T) {
 	waitConnected(t, c)
 	arch, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
 	waitRecipient(t, vm1, arch)
-	if rs, _ := vm1.BundleRecipients(ctx, org); len(rs) != 1 {
-		t.Fatalf("vm1 seals to %v; want only the archive", rs)
+	// Recipients are the archive and central, never a VM.
+	if rs, _ := vm1.BundleRecipients(ctx, org); !slices.Contains(rs, arch.ID().String()) ||
+		slices.Contains(rs, vm1.ID().String()) || slices.Contains(rs, vm2.ID().String()) {
+		t.Fatalf("vm1 seals to %v; want the archive (and central), no VM", rs)
 	}
-	finishExecution(t, vm1, "e1")
+	finishExecutionVia(t, c.Node(3), vm1, "e1")
 	a := waitBundle(t, arch, "e1", "receipted", receiptedBy(arch.ID().String()))
 	if a.Local.Failed != "" || !a.Local.Pinned {
 		t.Fatalf("archive: %+v", a)

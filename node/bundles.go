@@ -438,7 +438,16 @@ func (n *Node) writeOwn(ctx context.Context, rep *crdt.Replica, id string, body 
 	if outcome == schema.OutcomeNoOp {
 		return nil
 	}
-	return rep.Put(ctx, key, enc)
+	// On a gated node the record is checked and signed like one written
+	// through the API, so that receivers' verified views accept it.
+	if err := n.mayWriteOwn(ctx, rep, rec); err != nil {
+		return err
+	}
+	stored, err := n.sealRecord(ctx, enc)
+	if err != nil {
+		return err
+	}
+	return rep.Put(ctx, key, stored)
 }
 
 // ---- recipients ----
