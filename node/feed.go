@@ -89,6 +89,10 @@ func feedKey(org string, seq uint64) ds.Key {
 	return feedPrefix.ChildString(org).ChildString(fmt.Sprintf("%020d", seq))
 }
 
+// feedGapBudget bounds how many sequence numbers without an entry one
+// read of the feed skips before it answers.
+const feedGapBudget = 4096
+
 // Feed limits.
 const (
 	DefaultFeedLimit = 100
@@ -354,7 +358,12 @@ func (f *feed) read(ctx context.Context, org string, since uint64, limit int) ([
 		return append(out, Change{Seq: last, Op: OpResync, At: f.now().UTC()}), last, changed, nil
 	}
 	next := since
-	for s := since + 1; s <= last && len(out) < limit; s++ {
+	// Numbers with no entry (a gap left by an unclean stop, or a damaged
+	// sequence counter) count towards a scan budget, so that one read
+	// stays bounded; the cursor moves past them and the next read goes on.
+	budget := limit + feedGapBudget
+	for s := since + 1; s <= last && len(out) < limit && budget > 0; s++ {
+		budget--
 		v, err := f.store.Datastore().Get(ctx, feedKey(org, s))
 		if errors.Is(err, ds.ErrNotFound) {
 			next = s
@@ -432,7 +441,7 @@ func (n *Node) handleChanges(w http.ResponseWriter, r *http.Request) {
 			n.writeRecordError(w, err)
 			return
 		}
-		if len(changes) > 0 || deadline == nil {
+		if len(changes) > 0 || next != since || deadline == nil {
 			writeJSON(w, http.StatusOK, Changes{Changes: changes, Next: strconv.FormatUint(next, 10)})
 			return
 		}
@@ -463,13 +472,14 @@ func (n *Node) streamChanges(w http.ResponseWriter, r *http.Request, org string,
 	keepAlive := time.NewTicker(sseKeepAlive)
 	defer keepAlive.Stop()
 	var buf bytes.Buffer
-	for {
+	for r.Context().Err() == nil {
 		changes, next, changed, err := n.feed.read(r.Context(), org, since, limit)
 		if err != nil {
 			fmt.Fprintf(w, "event: error\ndata: %q\n\n", err.Error())
 			fl.Flush()
 			return
 		}
+		skipped := len(changes) == 0 && next != since
 		buf.Reset()
 		for _, c := range changes {
 			data, _ := json.Marshal(c)
@@ -484,6 +494,9 @@ func (n *Node) streamChanges(w http.ResponseWriter, r *http.Request, org string,
 			if len(changes) == limit {
 				continue
 			}
+		}
+		if skipped {
+			continue // past a gap: read on at once
 		}
 		select {
 		case <-changed:
