@@ -204,19 +204,8 @@ func VerifySigned(sr SignedRecord) error {
 // its membership was valid therefore stays valid after the membership
 // expires or is revoked, and a new peer can still replicate the history.
 func CheckSigned(sr SignedRecord, m Membership, revs RevocationSet, trust Trust, now time.Time) error {
-	if err := trust.check(); err != nil {
+	if err := checkSignedRecord(sr, m, trust, now); err != nil {
 		return err
-	}
-	if err := VerifySigned(sr); err != nil {
-		return err
-	}
-	if sr.Membership != m.Serial || sr.Writer != m.Peer {
-		return fmt.Errorf("%w: the record by %s names membership %s, but was checked against membership %s of peer %s; look the membership up by the record's serial",
-			ErrMembershipMismatch, sr.Writer, sr.Membership, m.Serial, m.Peer)
-	}
-	if sr.At.After(now.Add(trust.ClockSkew)) {
-		return fmt.Errorf("%w: peer %s signed a record at %s, after this node's time %s (allowed skew %s); check the clocks of both machines",
-			ErrFuture, sr.Writer, sr.At.Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), trust.ClockSkew)
 	}
 	if err := Check(m, revs, trust, sr.At); err != nil {
 		return fmt.Errorf("record signed by %s at %s: %w", sr.Writer, sr.At.Format(time.RFC3339), err)
@@ -232,6 +221,26 @@ func CheckSigned(sr SignedRecord, m Membership, revs RevocationSet, trust Trust,
 // one signature per record instead of two. Passing an unverified m is a
 // bug: it would trust a forged membership.
 func CheckSignedVerified(sr SignedRecord, m Membership, revs RevocationSet, trust Trust, now time.Time) error {
+	if err := checkSignedRecord(sr, m, trust, now); err != nil {
+		return err
+	}
+	if m.Network != trust.Network {
+		return fmt.Errorf("%w: membership %s of peer %s is for network %q, but this node is in network %q",
+			ErrWrongNetwork, m.Serial, m.Peer, m.Network, trust.Network)
+	}
+	if err := m.window(sr.At); err != nil {
+		return fmt.Errorf("record signed by %s at %s: %w", sr.Writer, sr.At.Format(time.RFC3339), err)
+	}
+	if err := notRevoked(m, revs, sr.At); err != nil {
+		return fmt.Errorf("record signed by %s at %s: %w", sr.Writer, sr.At.Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+// checkSignedRecord makes the checks CheckSigned and CheckSignedVerified
+// share: a usable trust, the writer's signature, the membership named, and
+// no signing time in the future.
+func checkSignedRecord(sr SignedRecord, m Membership, trust Trust, now time.Time) error {
 	if err := trust.check(); err != nil {
 		return err
 	}
@@ -245,16 +254,6 @@ func CheckSignedVerified(sr SignedRecord, m Membership, revs RevocationSet, trus
 	if sr.At.After(now.Add(trust.ClockSkew)) {
 		return fmt.Errorf("%w: peer %s signed a record at %s, after this node's time %s (allowed skew %s); check the clocks of both machines",
 			ErrFuture, sr.Writer, sr.At.Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), trust.ClockSkew)
-	}
-	if m.Network != trust.Network {
-		return fmt.Errorf("%w: membership %s of peer %s is for network %q, but this node is in network %q",
-			ErrWrongNetwork, m.Serial, m.Peer, m.Network, trust.Network)
-	}
-	if err := m.window(sr.At); err != nil {
-		return fmt.Errorf("record signed by %s at %s: %w", sr.Writer, sr.At.Format(time.RFC3339), err)
-	}
-	if err := notRevoked(m, revs, sr.At); err != nil {
-		return fmt.Errorf("record signed by %s at %s: %w", sr.Writer, sr.At.Format(time.RFC3339), err)
 	}
 	return nil
 }

@@ -93,20 +93,9 @@ organisation; central and archive hosts may hold several, or --all-orgs.`,
   examnode grant --authority ~/examnode-authority.pem --peer 12D3KooW… --role central --all-orgs --expires 365d`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if keyFile == "" {
-				return errors.New("--authority FILE is required: the authority's private key, from `examnode authority init`")
-			}
-			b, err := os.ReadFile(keyFile)
+			a, id, err := authorityAndPeer(keyFile, peerID, "status` on that node prints it")
 			if err != nil {
-				return fmt.Errorf("read the authority key: %w", err)
-			}
-			a, err := policy.UnmarshalAuthority(b)
-			if err != nil {
-				return fmt.Errorf("%s: %w", keyFile, err)
-			}
-			id, err := peer.Decode(peerID)
-			if err != nil {
-				return fmt.Errorf("--peer %q is not a peer ID (`examnode status` on that node prints it): %w", peerID, err)
+				return err
 			}
 			r, err := schema.ParseRole(role)
 			if err != nil {
@@ -148,6 +137,27 @@ organisation; central and archive hosts may hold several, or --all-orgs.`,
 
 // parseExpiry reads a validity period: a Go duration ("12h", "90m"), or
 // days ("90d"), or days then a Go duration ("1d12h"). It must be positive.
+// authorityAndPeer loads the authority's private key from keyFile and
+// parses the --peer flag; hint says where the operator finds peer IDs.
+func authorityAndPeer(keyFile, peerID, hint string) (*policy.Authority, peer.ID, error) {
+	if keyFile == "" {
+		return nil, "", errors.New("--authority FILE is required: the authority's private key, from `examnode authority init`")
+	}
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("read the authority key: %w", err)
+	}
+	a, err := policy.UnmarshalAuthority(b)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", keyFile, err)
+	}
+	id, err := peer.Decode(peerID)
+	if err != nil {
+		return nil, "", fmt.Errorf("--peer %q is not a peer ID (`examnode %s): %w", peerID, hint, err)
+	}
+	return a, id, nil
+}
+
 func parseExpiry(s string) (time.Duration, error) {
 	bad := fmt.Errorf("--expires %q: give a period such as 90d, 12h or 1d12h", s)
 	var d time.Duration

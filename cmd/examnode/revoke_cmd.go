@@ -1,14 +1,11 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
 	"github.com/examnode/examnode/node"
@@ -36,20 +33,9 @@ Records it signed before stay valid; to distrust a stolen key's past too, give
   examnode revoke --authority ~/examnode-authority.pem --peer 12D3KooW… --print   # sign only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if keyFile == "" {
-				return errors.New("--authority FILE is required: the authority's private key, from `examnode authority init`")
-			}
-			b, err := os.ReadFile(keyFile)
+			a, id, err := authorityAndPeer(keyFile, peerID, "peers` lists them")
 			if err != nil {
-				return fmt.Errorf("read the authority key: %w", err)
-			}
-			a, err := policy.UnmarshalAuthority(b)
-			if err != nil {
-				return fmt.Errorf("%s: %w", keyFile, err)
-			}
-			id, err := peer.Decode(peerID)
-			if err != nil {
-				return fmt.Errorf("--peer %q is not a peer ID (`examnode peers` lists them): %w", peerID, err)
+				return err
 			}
 			req := policy.RevokeRequest{Network: network, Peer: id.String(), Reason: reason}
 			if serial != "" {
