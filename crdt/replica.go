@@ -364,6 +364,19 @@ func (r *Replica) commit(group []*writeReq) error {
 	// never outlives the replica.
 	col := &collector{}
 	ctx := context.WithValue(context.Background(), collectorKey{}, col)
+	// Refuse the whole group before anything is staged: a delta that
+	// go-ds-crdt failed to publish would stay pending and be published with
+	// a later group, so a refused write would appear after all. Each value
+	// is written about twice (the delta block and the set's entry).
+	var need uint64
+	for _, req := range group {
+		for _, op := range req.ops {
+			need += 2 * writeSize(op.Key, op.Value)
+		}
+	}
+	if err := r.store.admit(need); err != nil {
+		return fmt.Errorf("crdt: %s: %w", r.org, err)
+	}
 	b, err := r.crdt.Batch(ctx)
 	if err != nil {
 		return err

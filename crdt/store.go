@@ -85,7 +85,8 @@ type StoreOptions struct {
 	// GCInterval is how often badger's value log is garbage-collected.
 	// Zero disables it.
 	GCInterval time.Duration
-	// MemTableSize is badger's memtable size in bytes (default 16 MiB).
+	// MemTableSize is badger's memtable size in bytes (default 16 MiB, or
+	// a sixteenth of a file system under 4 GiB: see space.go).
 	// Many small nodes in one process (the scale benchmark) use less.
 	MemTableSize int64
 }
@@ -98,9 +99,16 @@ func DefaultStoreOptions() StoreOptions {
 // Store is the one badger database of a node, shared by every replica and
 // by the block store.
 type Store struct {
-	ds     *badger4.Datastore
-	blocks blockstore.Blockstore
-	dir    string
+	ds      *guardedDS
+	blocks  blockstore.Blockstore
+	dir     string
+	guard   *spaceGuard // nil in memory
+	ballast ballast
+	sizes   sizes
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -108,8 +116,30 @@ type Store struct {
 
 // OpenStore opens (or creates) the badger database in dir.
 func OpenStore(dir string, opts StoreOptions) (*Store, error) {
+	var total uint64
+	var guard *spaceGuard
+	if !opts.InMemory {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("crdt: create store directory: %w", classify(err))
+		}
+		var err error
+		if _, total, err = statfs(dir); err != nil {
+			return nil, err
+		}
+	}
+	sz := sizeFor(total, opts.MemTableSize)
+	bal := ballast{path: ballastPath(dir), size: sz.ballast()}
+	if !opts.InMemory {
+		guard = &spaceGuard{dir: dir, reserve: sz.reserve(), statfs: statfs, now: time.Now}
+		// Opening replays the write-ahead logs into a new memtable: on a
+		// disk short of space, give badger the ballast first.
+		if st := guard.status(); st.Free < st.Reserve {
+			_ = bal.release()
+		}
+	}
 	bopts := badger4.DefaultOptions
-	bopts.GcInterval = opts.GCInterval
+	// Value-log GC runs from the store's monitor, only while space allows.
+	bopts.GcInterval = 0
 	bopts.GcSleep = 0
 	bopts.SyncWrites = false // durability comes from the group committer's Sync
 	// Small tables and memtables: a central host holds hundreds of
@@ -117,7 +147,7 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	bopts.Options = bopts.Options.
 		WithMemTableSize(16 << 20).
 		WithBaseTableSize(4 << 20).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(sz.vlogFile).
 		WithNumMemtables(3).
 		WithNumLevelZeroTables(3).
 		WithNumLevelZeroTablesStall(8).
@@ -132,13 +162,14 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		WithValueThreshold(512).
 		WithNumCompactors(2).
 		WithLoggingLevel(badger.WARNING)
-	if opts.MemTableSize > 0 {
+	if sz.memTable != 16<<20 {
 		bopts.Options = bopts.Options.
-			WithMemTableSize(opts.MemTableSize).
+			WithMemTableSize(sz.memTable).
+			WithBaseTableSize(sz.baseTable).
 			// badger refuses a value threshold above its batch bound (15% of a memtable).
-			WithValueThreshold(min(512, opts.MemTableSize/10)).
-			WithBlockCacheSize(opts.MemTableSize).
-			WithIndexCacheSize(opts.MemTableSize / 2)
+			WithValueThreshold(min(512, sz.memTable/10)).
+			WithBlockCacheSize(sz.memTable).
+			WithIndexCacheSize(sz.memTable / 2)
 	}
 	if opts.InMemory {
 		// In memory there is no value log: badger v4.5.1 still sends values
@@ -147,10 +178,6 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		// in the LSM tree.
 		bopts.Options = bopts.Options.WithInMemory(true).WithValueThreshold(1 << 20)
 		dir = ""
-	} else {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("crdt: create store directory: %w", err)
-		}
 	}
 	if len(opts.EncryptionKey) > 0 {
 		switch len(opts.EncryptionKey) {
@@ -180,11 +207,27 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		}
 		return nil, fmt.Errorf("crdt: open store %s: %w", dir, classify(err))
 	}
-	return &Store{
-		ds:     d,
-		blocks: blockstore.NewBlockstore(d),
-		dir:    dir,
-	}, nil
+	gd := &guardedDS{Datastore: d, g: guard}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Store{
+		ds:      gd,
+		blocks:  blockstore.NewBlockstore(gd),
+		dir:     dir,
+		guard:   guard,
+		ballast: bal,
+		sizes:   sz,
+		ctx:     ctx,
+		cancel:  cancel,
+	}
+	if guard != nil {
+		s.tend()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.monitor(opts.GCInterval)
+		}()
+	}
+	return s, nil
 }
 
 // checkStoreKey checks key against the store's key registry before badger
@@ -224,6 +267,17 @@ func (s *Store) DiskUsage(ctx context.Context) (uint64, error) {
 // Close closes the database. Every replica using it must be closed first.
 // Close is safe to call twice.
 func (s *Store) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.ds.Close() })
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		// Closing flushes the memtable to an SSTable: on a disk short of
+		// space, give badger the ballast first.
+		if s.guard != nil {
+			if st := s.guard.status(); st.Free < st.Reserve {
+				_ = s.ballast.release()
+			}
+		}
+		s.closeErr = s.ds.Close()
+	})
 	return s.closeErr
 }

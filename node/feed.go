@@ -116,6 +116,9 @@ type feed struct {
 	now     func() time.Time
 	log     *slog.Logger
 	unclean bool
+	// markLater: the running marker could not be written at open (full
+	// disk); write it with the next entries.
+	markLater bool
 
 	mu      sync.Mutex
 	orgs    map[string]*feedOrg
@@ -140,10 +143,15 @@ func openFeed(ctx context.Context, store *crdt.Store, now func() time.Time, log 
 	if err != nil {
 		return nil, fmt.Errorf("node: change feed: %w", err)
 	}
-	if err := d.Put(ctx, feedRunningKey, []byte(now().UTC().Format(time.RFC3339Nano))); err != nil {
+	// On a full disk the node still starts (reads work); the marker is
+	// then written with the feed's first entries, before they are visible.
+	markLater := false
+	if err := d.Put(ctx, feedRunningKey, []byte(now().UTC().Format(time.RFC3339Nano))); errors.Is(err, crdt.ErrDiskFull) {
+		log.Warn("the data directory's disk is full: the node starts read-only until space returns", "err", err)
+		markLater = true
+	} else if err != nil {
 		return nil, fmt.Errorf("node: change feed: %w", err)
-	}
-	if err := store.Sync(ctx); err != nil {
+	} else if err := store.Sync(ctx); err != nil {
 		return nil, fmt.Errorf("node: change feed: %w", err)
 	}
 	if unclean {
@@ -151,7 +159,7 @@ func openFeed(ctx context.Context, store *crdt.Store, now func() time.Time, log 
 	}
 	fctx, cancel := context.WithCancel(context.Background())
 	f := &feed{
-		store: store, now: now, log: log, unclean: unclean,
+		store: store, now: now, log: log, unclean: unclean, markLater: markLater,
 		orgs: map[string]*feedOrg{}, wake: make(chan struct{}, 1),
 		ctx: fctx, cancel: cancel,
 	}
@@ -292,6 +300,11 @@ func (f *feed) write(batch []queued, lasts map[string]uint64) error {
 	if err != nil {
 		return err
 	}
+	if f.markLater {
+		if err := b.Put(ctx, feedRunningKey, []byte(f.now().UTC().Format(time.RFC3339Nano))); err != nil {
+			return err
+		}
+	}
 	for i := range batch {
 		q := &batch[i]
 		lasts[q.org]++
@@ -312,7 +325,11 @@ func (f *feed) write(batch []queued, lasts map[string]uint64) error {
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	return f.store.Sync(ctx)
+	if err := f.store.Sync(ctx); err != nil {
+		return err
+	}
+	f.markLater = false
+	return nil
 }
 
 // close stops the drainer after it wrote what is queued, and marks the
