@@ -53,6 +53,10 @@ type hello struct {
 	// Membership is the sender's encoded membership (policy), on a gated
 	// mesh; the receiver checks it on every hello.
 	Membership []byte `json:"membership,omitempty"`
+	// HeadsAt orders the sender's hellos (nanoseconds, strictly increasing
+	// per sender): exchanges run both ways at once, and a reply built
+	// earlier must not overwrite heads reported later.
+	HeadsAt int64 `json:"heads_at,omitempty"`
 }
 
 // peerState is the peer book's entry for one peer.
@@ -72,6 +76,7 @@ type peerState struct {
 	member       *policy.Membership   // verified; nil on an open mesh or before the hello
 	heads        map[string]PeerHeads // by organisation: the heads it last sent in an exchange
 	lastPing     time.Time
+	headsAt      int64 // HeadsAt of the last hello whose heads were kept
 
 	dialing  bool
 	nextDial time.Time
@@ -346,7 +351,7 @@ func (m *Mesh) exchange(p peer.ID) error {
 		return fmt.Errorf("%w: peer %s refused: %s", errPeerRefused, p, reply.Error)
 	}
 	m.notePeer(p, reply, member, true)
-	m.deliverHeads(p, member, reply.Heads)
+	m.deliverHeads(p, member, reply.Heads, reply.HeadsAt)
 	m.exchangesOK.Add(1)
 	m.pingMaybe(ctx, p)
 	return nil
@@ -401,7 +406,7 @@ func (m *Mesh) handleSync(s network.Stream) {
 		return
 	}
 	orgs := m.notePeer(p, req, member, false)
-	m.deliverHeads(p, member, req.Heads)
+	m.deliverHeads(p, member, req.Heads, req.HeadsAt)
 	reply := m.helloWithHeads(p, orgs)
 	if err := writeMsg(s, reply); err != nil {
 		s.Reset()
@@ -426,6 +431,10 @@ func (m *Mesh) helloWithHeads(p peer.ID, orgs []string) hello {
 	if m.deps.Heads == nil {
 		return h
 	}
+	m.headsMu.Lock()
+	defer m.headsMu.Unlock()
+	h.HeadsAt = max(m.now().UnixNano(), m.lastHeadsAt+1)
+	m.lastHeadsAt = h.HeadsAt
 	for _, org := range h.Orgs {
 		if !slices.Contains(orgs, org) {
 			continue
@@ -445,17 +454,26 @@ func (m *Mesh) helloWithHeads(p peer.ID, orgs []string) hello {
 
 // deliverHeads hands heads a peer sent to the topics of the organisations
 // this node holds, on a gated mesh only those the peer's membership may
-// announce in (others are counted as rejected).
-func (m *Mesh) deliverHeads(p peer.ID, member *policy.Membership, heads map[string][]byte) {
+// announce in (others are counted as rejected). It keeps them as the
+// peer's last heads (HeadsOf) unless a hello built later (at, see
+// hello.HeadsAt) already brought newer ones.
+func (m *Mesh) deliverHeads(p peer.ID, member *policy.Membership, heads map[string][]byte, at int64) {
 	m.mu.Lock()
 	var deliveries []func()
+	keep := true
+	if st := m.book[p]; st != nil && at != 0 {
+		keep = at > st.headsAt
+		if keep {
+			st.headsAt = at
+		}
+	}
 	for org, h := range heads {
 		if t := m.topics[org]; t != nil {
 			if !m.mayAnnounce(member, org) {
 				t.count.reject(RejectNoMembership)
 				continue
 			}
-			if st := m.book[p]; st != nil {
+			if st := m.book[p]; st != nil && keep {
 				if st.heads == nil {
 					st.heads = map[string]PeerHeads{}
 				}
@@ -469,6 +487,11 @@ func (m *Mesh) deliverHeads(p peer.ID, member *policy.Membership, heads map[stri
 		d()
 	}
 }
+
+// PushHeads queues a heads exchange with every connected peer of org (the
+// node calls it when its heads change by merging a peer's deltas, so that
+// the writer learns quickly that its records are held here).
+func (m *Mesh) PushHeads(org string) { m.pushOrg(org) }
 
 // pushOrg queues an exchange with every connected peer of org, so that
 // they learn this node's new heads directly.

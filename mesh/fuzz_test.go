@@ -163,7 +163,7 @@ func FuzzHello(f *testing.F) {
 					t.Fatalf("peer taken to carry %s, which its membership may not read", org)
 				}
 			}
-			m.deliverHeads(p, member, h.Heads)
+			m.deliverHeads(p, member, h.Heads, h.HeadsAt)
 			reply := m.helloWithHeads(p, orgs)
 			var back hello
 			var buf bytes.Buffer

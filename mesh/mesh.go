@@ -199,9 +199,12 @@ type Mesh struct {
 	wg     sync.WaitGroup
 
 	joinMu sync.Mutex // serialises Join
-	mu     sync.Mutex // guards topics, book, queued
-	topics map[string]*Topic
-	book   map[peer.ID]*peerState
+
+	headsMu     sync.Mutex // orders hellos' heads (exchange.go, HeadsAt)
+	lastHeadsAt int64
+	mu          sync.Mutex // guards topics, book, queued
+	topics      map[string]*Topic
+	book        map[peer.ID]*peerState
 
 	cmu    sync.RWMutex              // guards counts; taken by the pubsub tracer
 	counts map[string]*topicCounters // by topic name; outlives Topics

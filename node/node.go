@@ -124,6 +124,8 @@ type Node struct {
 	apiLn net.Listener
 	apiWG sync.WaitGroup
 
+	watchWG sync.WaitGroup // the heads watcher (held.go)
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -273,6 +275,11 @@ func (n *Node) Start(ctx context.Context) error {
 	n.mu.Unlock()
 	obs.start()
 	n.startBundles()
+	n.watchWG.Add(1)
+	go func() {
+		defer n.watchWG.Done()
+		n.watchHeads()
+	}()
 	if n.cfg.API != "off" {
 		return n.startAPI()
 	}
@@ -485,6 +492,7 @@ func (n *Node) Close() error {
 		if obs != nil {
 			obs.stop()
 		}
+		n.watchWG.Wait()
 		for _, o := range orgs {
 			errs = append(errs, o.topic.Close())
 		}

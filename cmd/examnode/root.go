@@ -79,6 +79,7 @@ Start here:
 		authorityCmd(e), grantCmd(e), revokeCmd(e), refusedCmd(e),
 		pnetKeyCmd(e),
 		bundleCmd(e),
+		heldCmd(e),
 	)
 	addBenchCmds(root, e)
 	return root
