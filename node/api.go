@@ -107,6 +107,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/orgs/{org}/refused", n.handleRefused) // trust.go
 	mux.HandleFunc("POST /v1/revocations", n.handleRevoke)        // trust.go
 	mux.HandleFunc("GET /v1/orgs/{org}/held/{key...}", n.handleHeld)
+	mux.HandleFunc("POST /v1/orgs/{org}/executions/{id}/resume", n.handleResume)
 	mux.HandleFunc("GET /v1/orgs/{org}/{kind}", n.handleRecordList)
 	mux.HandleFunc("GET /v1/orgs/{org}/{kind}/{id...}", n.handleRecordGet)
 	mux.HandleFunc("PUT /v1/orgs/{org}/{kind}/{id...}", n.observeWrite("record", n.handleRecordPut))

@@ -79,7 +79,7 @@ Start here:
 		authorityCmd(e), grantCmd(e), revokeCmd(e), refusedCmd(e),
 		pnetKeyCmd(e),
 		bundleCmd(e),
-		heldCmd(e),
+		heldCmd(e), resumeCmd(e),
 	)
 	addBenchCmds(root, e)
 	return root
