@@ -1,17 +1,22 @@
 package scenario
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/examnode/examnode/node"
+	"github.com/examnode/examnode/schema"
 )
 
 const org = "C1"
@@ -419,4 +424,123 @@ func TestScenario4_DegradedLAN(t *testing.T) {
 	sameContents(t, n, append([]string{"central"}, vms...))
 	t.Logf("MEASURED scenario 4: degraded VMs converged; central converged %.2fs after the heal; records checked %d on 4 nodes; records lost %d",
 		took.Seconds(), len(want), lost(n, "central", want))
+}
+
+// putRecord writes one typed record through `examnode records put` on
+// host, the body passed in a file.
+func putRecord(t *testing.T, n *Net, host, kind, id, body string) error {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), kind+"-"+id+".json")
+	if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := n.Exec(host, "records", "put", org, kind, id, "-f", f); err != nil {
+		return fmt.Errorf("%s: records put %s %s: %w: %s", host, kind, id, err, strings.TrimSpace(stderr))
+	}
+	return nil
+}
+
+// heldBy reads `examnode held ORG KEY --json` on host.
+func heldBy(n *Net, host, key string) (node.Held, error) {
+	var h node.Held
+	stdout, stderr, err := n.Exec(host, "held", org, key, "--json")
+	if err != nil {
+		return h, fmt.Errorf("%s: held %s: %w: %s", host, key, err, strings.TrimSpace(stderr))
+	}
+	return h, json.Unmarshal([]byte(stdout), &h)
+}
+
+// Scenario 6: a test-taker's VM dies mid-exam (SIGKILL, with the WAN cut)
+// and the session resumes on another VM of the centre: the execution's
+// next version opens there, with every log written so far, the session
+// finishes there, and central gets the whole chain after the heal. It
+// also measures how soon the other VMs hold what a VM writes
+// (`examnode held`).
+func TestScenario6_SessionFailover(t *testing.T) {
+	n := New(t, centre(3))
+	vms := vmNames(3)
+	if err := putRecord(t, n, "central", "eligibilities", "el1", `{"test_center":"c1","delivery":"d1","test_takers":["tt1"],"by_proctor":false}`); err != nil {
+		t.Fatal(err)
+	}
+	el := map[string]string{}
+	for _, vm := range vms {
+		n.Eventually(90*time.Second, vm+" has the eligibility and both other VMs by mDNS", func() (bool, string) {
+			got, err := n.Records(vm, org)
+			if err != nil {
+				return false, err.Error()
+			}
+			k, err := lanPeers(n, vm)
+			el["/eligibilities/el1"] = got["/eligibilities/el1"]
+			return got["/eligibilities/el1"] != "" && k == 2, fmt.Sprintf("%d LAN peers, eligibility %t, err %v", k, got["/eligibilities/el1"] != "", err)
+		})
+	}
+	n.CutWAN("central")
+
+	vm1 := n.Host("vm1").PeerID
+	others := []string{n.Host("vm2").PeerID, n.Host("vm3").PeerID}
+	if err := putRecord(t, n, "vm1", "executions", "e1",
+		fmt.Sprintf(`{"delivery":"d1","test_taker":"tt1","state":"active","started":"2026-06-01T08:00:00Z","vm":%q,"version":1}`, vm1)); err != nil {
+		t.Fatal(err)
+	}
+	const logs = 8
+	var heldTimes []time.Duration
+	for s := 0; s < logs; s++ {
+		id := schema.LogID("e1", uint64(s))
+		if err := putRecord(t, n, "vm1", "result-logs", id,
+			fmt.Sprintf(`{"execution":"e1","seq":%d,"at":"2026-06-01T08:%02d:00Z","event":"response","data":{"item":"i%d"}}`, s, s+1, s)); err != nil {
+			t.Fatal(err)
+		}
+		heldTimes = append(heldTimes, n.Eventually(30*time.Second, id+" held by the two other VMs", func() (bool, string) {
+			h, err := heldBy(n, "vm1", "/result-logs/"+id)
+			return err == nil && slices.Contains(h.Peers, others[0]) && slices.Contains(h.Peers, others[1]), fmt.Sprintf("%+v %v", h, err)
+		}))
+	}
+	slices.Sort(heldTimes)
+
+	n.Kill("vm1", syscall.SIGKILL)
+	killed := time.Now()
+	var res node.Resumed
+	n.Eventually(60*time.Second, "vm2 resumes e1", func() (bool, string) {
+		stdout, stderr, err := n.Exec("vm2", "resume", org, "e1", "--json")
+		if err != nil {
+			return false, strings.TrimSpace(stderr) // the old VM still looks connected
+		}
+		return json.Unmarshal([]byte(stdout), &res) == nil, stdout
+	})
+	took := time.Since(killed)
+	if res.Execution.ID != "e1.v2" || res.ResumedFrom != "e1" || res.PreviousVM != vm1 || len(res.Logs) != logs {
+		t.Fatalf("resume on vm2: %s from %s (VM %s), %d logs; want e1.v2 from e1 (VM %s), %d logs",
+			res.Execution.ID, res.ResumedFrom, res.PreviousVM, len(res.Logs), vm1, logs)
+	}
+	// The session continues and finishes on vm2.
+	want, err := n.Records("vm2", org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := putRecord(t, n, "vm2", "result-logs", schema.LogID("e1.v2", 0),
+		`{"execution":"e1.v2","seq":0,"at":"2026-06-01T08:30:00Z","event":"response","data":{"item":"i9"}}`); err != nil {
+		t.Fatal(err)
+	}
+	var e schema.Execution
+	b, _ := res.Execution.DecodeBody()
+	e = b.(schema.Execution)
+	if err := putRecord(t, n, "vm2", "executions", "e1.v2", fmt.Sprintf(
+		`{"delivery":"d1","test_taker":"tt1","state":"finished","started":%q,"finished":"2099-01-01T00:00:00Z","vm":%q,"version":2,"previous":"e1"}`,
+		e.Started.Format(time.RFC3339Nano), n.Host("vm2").PeerID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := putRecord(t, n, "vm2", "results", "e1.v2",
+		`{"execution":"e1.v2","finished":"2099-01-01T00:00:00Z","variables":{"SCORE":{"base_type":"float","cardinality":"single","value":9}}}`); err != nil {
+		t.Fatal(err)
+	}
+	if want, err = n.Records("vm2", org); err != nil {
+		t.Fatal(err)
+	}
+	converge(n, []string{"vm3"}, want, 60*time.Second)
+	n.HealWAN("central")
+	healed := converge(n, []string{"central"}, want, 120*time.Second)
+	sameContents(t, n, []string{"central", "vm2", "vm3"})
+	t.Logf("MEASURED scenario 6: a log written on vm1 was held by both other VMs after median %.2fs, max %.2fs (%d logs, via `examnode held`); "+
+		"vm1 SIGKILLed; the session resumed on vm2 %.2fs later as e1.v2 with %d of %d logs so far; central converged %.2fs after the heal; records checked %d; records lost %d",
+		heldTimes[len(heldTimes)/2].Seconds(), heldTimes[len(heldTimes)-1].Seconds(), logs, took.Seconds(), len(res.Logs), logs, healed.Seconds(), len(want), lost(n, "central", want))
 }
