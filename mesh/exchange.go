@@ -242,8 +242,17 @@ func (m *Mesh) enqueue(p peer.ID) {
 	m.enqueueLocked(p)
 }
 
+// enqueueLocked queues an exchange with p. At most one exchange with a
+// peer runs at a time (one that waits behind it is remembered in again):
+// exchanges with a peer whose link died hang until exchangeTimeout, and
+// must not take every worker from the peers still reachable (a centre's
+// VMs while its WAN is cut).
 func (m *Mesh) enqueueLocked(p peer.ID) {
 	if m.queued[p] {
+		return
+	}
+	if m.running[p] {
+		m.again[p] = true
 		return
 	}
 	select {
@@ -265,11 +274,19 @@ func (m *Mesh) exchangeLoop() {
 				case p := <-m.exchangeQ:
 					m.mu.Lock()
 					delete(m.queued, p)
+					m.running[p] = true
 					m.mu.Unlock()
 					if err := m.exchange(p); err != nil && m.ctx.Err() == nil {
 						m.log.Debug("heads exchange failed", "peer", p, "err", err)
 						m.refuseSilent(p, err)
 					}
+					m.mu.Lock()
+					delete(m.running, p)
+					if m.again[p] {
+						delete(m.again, p)
+						m.enqueueLocked(p)
+					}
+					m.mu.Unlock()
 				}
 			}
 		}()

@@ -217,6 +217,8 @@ type Mesh struct {
 	version     int // ProtocolVersion; tests override it
 	exchangeQ   chan peer.ID
 	queued      map[peer.ID]bool
+	running     map[peer.ID]bool // an exchange with the peer is under way
+	again       map[peer.ID]bool // queue another when it ends
 	exchangesOK atomic.Uint64
 
 	mdns interface{ Close() error }
@@ -285,6 +287,8 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 		version:   ProtocolVersion,
 		exchangeQ: make(chan peer.ID, 4096),
 		queued:    map[peer.ID]bool{},
+		running:   map[peer.ID]bool{},
+		again:     map[peer.ID]bool{},
 	}
 	ps, err := pubsub.NewGossipSub(ctx, h,
 		pubsub.WithRawTracer(dropTracer{m}),

@@ -495,6 +495,7 @@ func TestScenario6_SessionFailover(t *testing.T) {
 			return err == nil && slices.Contains(h.Peers, others[0]) && slices.Contains(h.Peers, others[1]), fmt.Sprintf("%+v %v", h, err)
 		}))
 	}
+	t.Logf("held-by times in write order: %v", heldTimes)
 	slices.Sort(heldTimes)
 
 	n.Kill("vm1", syscall.SIGKILL)
