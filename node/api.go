@@ -256,6 +256,10 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 			}
 		}
 	}
+	if sp := n.store.Space(); sp.Full {
+		st.Problems = append(st.Problems, fmt.Sprintf("the data directory's disk has %.1f MiB free, less than the %.1f MiB the store keeps for its own work: writes are refused (507 disk_full) until space is freed; reads work",
+			float64(sp.Free)/(1<<20), float64(sp.Reserve)/(1<<20)))
+	}
 	catching := false
 	for _, org := range st.Orgs {
 		rs, err := n.replicaSummary(ctx, org)

@@ -45,6 +45,9 @@ func TestAPIAnswers507OnAFullDisk(t *testing.T) {
 	if a.status != http.StatusInsufficientStorage || !strings.Contains(string(a.body), `"disk_full"`) || !strings.Contains(string(a.body), "free space on that disk") {
 		t.Fatalf("write on a full disk: %d %s, want 507 disk_full saying what to do", a.status, a.body)
 	}
+	if st, err := n.Status(t.Context()); err != nil || st.Verdict != VerdictErrors || !strings.Contains(strings.Join(st.Problems, "\n"), "writes are refused") {
+		t.Fatalf("status on a full disk: %s %q %v", st.Verdict, st.Problems, err)
+	}
 	if a := call(t, n, http.MethodGet, "/v1/orgs/C1/raw/notes/before", nil); a.status != http.StatusOK || !strings.Contains(string(a.body), "kept") {
 		t.Fatalf("read on a full disk: %d %s", a.status, a.body)
 	}
