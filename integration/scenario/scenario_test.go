@@ -355,11 +355,26 @@ func TestScenario5_DiskFull(t *testing.T) {
 	if ok, why := n.HasAll("vm1", org, before); !ok {
 		t.Fatalf("earlier data on the full node: %s", why)
 	}
+	// A peer keeps writing while vm1 is full: vm1 refuses to merge it
+	// (the guard covers replicated writes too) and must catch up later.
+	peerWrites := map[string]string{}
+	for i := 0; i < 5; i++ {
+		k, v := fmt.Sprintf("/results/vm2-during-full-%d", i), fmt.Sprintf(`{"score":%d}`, i)
+		if err := n.Put("vm2", org, k, v); err != nil {
+			t.Fatal(err)
+		}
+		peerWrites[k] = v
+	}
+	if !n.Running("vm1") {
+		n.printLog("vm1", 0)
+		t.Fatal("vm1 died while its peers' writes arrived on its full disk")
+	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
 	after := map[string]string{"/results/after-full": `{"score":9}`}
+	maps.Copy(after, peerWrites)
 	took := n.Eventually(60*time.Second, "vm1 accepts writes after space returns", func() (bool, string) {
 		err := n.Put("vm1", org, "/results/after-full", after["/results/after-full"])
 		return err == nil, fmt.Sprint(err)
