@@ -348,8 +348,8 @@ func (n *Node) reconcile(ctx context.Context) {
 func (n *Node) storeBytes() uint64 {
 	var total uint64
 	_ = filepath.WalkDir(filepath.Join(n.dir, StoreDir), func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
+		if err != nil || d.IsDir() || d.Name() == crdt.BallastFile {
+			return nil // the ballast is space kept free for badger, not data
 		}
 		fi, err := d.Info()
 		if err != nil {
