@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/examnode/examnode/node"
+	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -17,8 +18,23 @@ import (
 // session is alive there), then opens the execution's next version naming
 // itself, with every log written so far; the session continues and
 // finishes there, and central ends with the whole chain.
-func TestSessionResumesOnAnotherVM(t *testing.T) {
-	c := makeN(t, 3, testTuning())
+func TestSessionResumesOnAnotherVM(t *testing.T) { resumeOnAnotherVM(t, testTuning()) }
+
+// TestSessionResumesOnAnotherVMGated: the same on a gated mesh, where the
+// new version is checked by policy and signed like any other write, and
+// the logs so far are read through the verified view.
+func TestSessionResumesOnAnotherVMGated(t *testing.T) {
+	auth, err := policy.GenerateAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testTuning()
+	opts.Authority = auth
+	resumeOnAnotherVM(t, opts)
+}
+
+func resumeOnAnotherVM(t *testing.T, opts Options) {
+	c := makeN(t, 3, opts)
 	ctx := context.Background()
 	central, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
 	if _, err := client(central).PutRecord(ctx, org, "eligibilities", "el1",

@@ -139,7 +139,16 @@ func (n *Node) Resume(ctx context.Context, org, id string, force bool) (Resumed,
 	if err := n.checkRules(ctx, rep, rec, outcome); err != nil {
 		return Resumed{}, err
 	}
-	if err := rep.Put(ctx, key, enc); err != nil {
+	// As putRecord: on a gated node the write is checked against policy
+	// and signed (trust.go).
+	if err := n.mayWriteOwn(ctx, rep, rec); err != nil {
+		return Resumed{}, err
+	}
+	sealed, err := n.sealRecord(ctx, enc)
+	if err != nil {
+		return Resumed{}, err
+	}
+	if err := rep.Put(ctx, key, sealed); err != nil {
 		return Resumed{}, err
 	}
 	out.Execution = rec
@@ -159,7 +168,7 @@ func chainLogs(ctx context.Context, rep *crdt.Replica, chain []*schema.Record) (
 			if !strings.HasPrefix(en.Key, "/"+string(schema.KindResultLogs)+"/"+e.ID+".") {
 				continue
 			}
-			rec, err := schema.Decode(en.Value)
+			rec, err := decodeStored(rep, en.Value)
 			if err != nil {
 				continue
 			}
