@@ -8,9 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/examnode/examnode/internal/disktest"
 )
 
 func TestSpaceGuardAdmitsUpToTheReserve(t *testing.T) {
@@ -98,28 +99,6 @@ func mountTmpfs(t *testing.T, size int64) string {
 	return dir
 }
 
-// fillDisk writes a filler file in dir until the disk refuses more.
-func fillDisk(t *testing.T, dir string) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 64<<10)
-	for i := 0; i < 1<<16; i++ { // bounded: 4 GiB
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, syscall.ENOSPC) {
-				return p
-			}
-			t.Fatal(err)
-		}
-	}
-	t.Fatal("the disk never filled up")
-	return ""
-}
-
 // TestDiskFullRefusesWritesAndRecovers runs a store on a 64 MiB tmpfs: its
 // own writes fill the disk up to the reserve and are then refused with
 // ErrDiskFull (the process does not die of SIGBUS in badger's mmapped value
@@ -179,7 +158,7 @@ func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 	check("full by its own writes")
 
 	// Another process takes every last byte: still refused, not a crash.
-	filler := fillDisk(t, disk)
+	filler := disktest.Fill(t, disk, 1<<32)
 	if err := r.Put(ctx, "/results/after-filler", value); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("write with the disk filled by another file: %v, want ErrDiskFull", err)
 	}

@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/disktest"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -270,40 +270,6 @@ func TestScenario3_VMDiesForGood(t *testing.T) {
 		len(want)-len(others), took.Seconds(), len(want), lost(n, "central", want))
 }
 
-// fill writes a filler file into dir until the disk is full (bounded by
-// max bytes) and returns its path.
-func fill(t *testing.T, dir string, max int64) string {
-	t.Helper()
-	p := filepath.Join(dir, "filler")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	var written int64
-	for written < max {
-		k, err := f.Write(buf)
-		written += int64(k)
-		if errors.Is(err, syscall.ENOSPC) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Fill the last partial page too.
-	for i := 0; i < 4096 && written < max; i++ {
-		k, err := f.Write(buf[:512])
-		written += int64(k)
-		if err != nil {
-			break
-		}
-	}
-	t.Logf("filler: %d bytes", written)
-	return p
-}
-
 // Scenario 5: the VM's data directory is a 64 MiB tmpfs; a filler file
 // fills it. Writes then fail with a clear error (the CLI exits non-zero and
 // says the disk is full and what to do), the daemon keeps running (badger's
@@ -319,7 +285,7 @@ func TestScenario5_DiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	filler := fill(t, n.Host("vm1").Dir, size)
+	filler := disktest.Fill(t, n.Host("vm1").Dir, size)
 
 	refused, crashed := 0, false
 	var lastErr string

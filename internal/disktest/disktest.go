@@ -1,0 +1,47 @@
+// Package disktest fills a disk for tests of what a node does when its data
+// directory has no space left.
+package disktest
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+)
+
+// Fill writes a file named "filler" in dir until the file system refuses
+// more (ENOSPC), writing at most max bytes, and returns the file's path.
+// After the first refusal it writes in small pieces, so the last partial
+// block is taken too. Any error other than ENOSPC fails the test, and so
+// does a disk that is still not full after max bytes.
+func Fill(t testing.TB, dir string, max int64) string {
+	t.Helper()
+	p := filepath.Join(dir, "filler")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var written int64
+	full := false
+	for _, size := range []int{1 << 20, 512} {
+		buf := make([]byte, size)
+		for written < max {
+			k, err := f.Write(buf)
+			written += int64(k)
+			if errors.Is(err, syscall.ENOSPC) {
+				full = true
+				break
+			}
+			if err != nil {
+				t.Fatalf("filling %s: %v", dir, err)
+			}
+		}
+	}
+	if !full {
+		t.Fatalf("%s still had space after %d bytes", dir, written)
+	}
+	t.Logf("filler: %d bytes", written)
+	return p
+}
