@@ -227,37 +227,46 @@ func (n *Node) putRecord(r *http.Request) (RecordResult, error) {
 	if next, err = schema.Decode(enc); err != nil {
 		return RecordResult{}, err
 	}
-	key := schema.Key(kind, id)
-	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, org, key))
+	outcome, err := n.writeChecked(ctx, rep, next, enc)
+	if err != nil {
+		return RecordResult{}, err
+	}
+	return RecordResult{Org: org, Kind: string(kind), ID: id, Durable: true, Outcome: outcome.String(), NoOp: outcome == schema.OutcomeNoOp}, nil
+}
+
+// writeChecked stores rec (enc is its encoding) in rep after the checks
+// every local write passes: the schema's rules against the version stored
+// (append-only kinds, versions), the organisation's rules (eligibility,
+// finished executions), and on a gated node policy, with the record signed
+// (trust.go). Writes to one key are serialised. A write identical to the
+// stored record changes nothing and returns OutcomeNoOp once the record is
+// durable here (it may have arrived by replication, not yet fsynced).
+func (n *Node) writeChecked(ctx context.Context, rep *crdt.Replica, rec schema.Record, enc []byte) (schema.Outcome, error) {
+	key := rec.Key()
+	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, rep.Org(), key))
 	defer unlock()
 	prev, err := getRecord(ctx, rep, key)
 	if err != nil && !errors.Is(err, crdt.ErrNotFound) {
-		return RecordResult{}, err
+		return schema.OutcomeRefused, err
 	}
-	outcome, err := schema.CheckWrite(prev, next)
+	outcome, err := schema.CheckWrite(prev, rec)
 	if err != nil {
-		return RecordResult{}, err
+		return schema.OutcomeRefused, err
 	}
-	res := RecordResult{Org: org, Kind: string(kind), ID: id, Durable: true, Outcome: outcome.String()}
 	if outcome == schema.OutcomeNoOp {
-		// Already stored (perhaps only replicated, not yet fsynced here).
-		res.NoOp = true
-		return res, n.store.Sync(ctx)
+		return outcome, n.store.Sync(ctx)
 	}
-	if err := n.checkRules(ctx, rep, next, outcome); err != nil {
-		return RecordResult{}, err
+	if err := n.checkRules(ctx, rep, rec, outcome); err != nil {
+		return schema.OutcomeRefused, err
 	}
-	if err := n.mayWriteOwn(ctx, rep, next); err != nil {
-		return RecordResult{}, err
+	if err := n.mayWriteOwn(ctx, rep, rec); err != nil {
+		return schema.OutcomeRefused, err
 	}
 	stored, err := n.sealRecord(ctx, enc)
 	if err != nil {
-		return RecordResult{}, err
+		return schema.OutcomeRefused, err
 	}
-	if err := rep.Put(ctx, key, stored); err != nil {
-		return RecordResult{}, err
-	}
-	return res, nil
+	return outcome, rep.Put(ctx, key, stored)
 }
 
 // checkRules enforces the rules that need other records: a result needs

@@ -127,28 +127,8 @@ func (n *Node) Resume(ctx context.Context, org, id string, force bool) (Resumed,
 	if rec, err = schema.Decode(enc); err != nil {
 		return Resumed{}, err
 	}
-	key := rec.Key()
-	stored, err := getRecord(ctx, rep, key)
-	if err != nil && !errors.Is(err, crdt.ErrNotFound) {
-		return Resumed{}, err
-	}
-	outcome, err := schema.CheckWrite(stored, rec)
-	if err != nil {
-		return Resumed{}, err
-	}
-	if err := n.checkRules(ctx, rep, rec, outcome); err != nil {
-		return Resumed{}, err
-	}
-	// As putRecord: on a gated node the write is checked against policy
-	// and signed (trust.go).
-	if err := n.mayWriteOwn(ctx, rep, rec); err != nil {
-		return Resumed{}, err
-	}
-	sealed, err := n.sealRecord(ctx, enc)
-	if err != nil {
-		return Resumed{}, err
-	}
-	if err := rep.Put(ctx, key, sealed); err != nil {
+	// Checked, signed on a gated node, and stored like any API write.
+	if _, err := n.writeChecked(ctx, rep, rec, enc); err != nil {
 		return Resumed{}, err
 	}
 	out.Execution = rec
