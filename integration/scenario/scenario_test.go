@@ -106,23 +106,30 @@ func converge(n *Net, hosts []string, want map[string]string, timeout time.Durat
 	return time.Since(start)
 }
 
-// sameContents fails the test unless every host holds exactly the records
-// of the first (same keys, same values, nothing more).
+// sameContents waits (up to a minute) until every host holds exactly the
+// records of the first (same keys, same values, nothing more), and fails
+// the test if they never do. It waits because nodes go on writing after the
+// exam's records have converged: a finished execution's bundle and the
+// custody records of the VMs that hold it follow a moment later.
 func sameContents(t *testing.T, n *Net, hosts []string) map[string]string {
 	t.Helper()
-	ref, err := n.Records(hosts[0], org)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range hosts[1:] {
-		got, err := n.Records(h, org)
-		if err != nil {
-			t.Fatal(err)
+	var ref map[string]string
+	n.Eventually(60*time.Second, strings.Join(hosts, ", ")+" hold the same records", func() (bool, string) {
+		var err error
+		if ref, err = n.Records(hosts[0], org); err != nil {
+			return false, err.Error()
 		}
-		if !maps.Equal(ref, got) {
-			t.Errorf("%s holds %d records, %s holds %d: contents differ", hosts[0], len(ref), h, len(got))
+		for _, h := range hosts[1:] {
+			got, err := n.Records(h, org)
+			if err != nil {
+				return false, err.Error()
+			}
+			if !maps.Equal(ref, got) {
+				return false, fmt.Sprintf("%s holds %d records, %s holds %d: contents differ", hosts[0], len(ref), h, len(got))
+			}
 		}
-	}
+		return true, ""
+	})
 	return ref
 }
 
