@@ -8,14 +8,19 @@ package node
 //
 // So that a writer learns within a second that its records are held, a
 // node that merges a peer's deltas tells its peers its new heads at once:
-// the heads watcher looks at every replica's heads every headsWatch and
-// pushes an exchange when they changed.
+// the heads watcher looks at the heads of every replica whose records
+// changed (the replica hooks mark it, headsTouched) every headsWatch, and
+// pushes an exchange when they changed. A delta that changes no value (it
+// loses to a higher one everywhere) fires no hook: every headsSweep ticks
+// the watcher looks at every replica, so those heads go out too. A central
+// host with hundreds of quiet organisations thus costs almost nothing here.
 
 import (
 	"context"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -23,8 +28,41 @@ import (
 	"github.com/examnode/examnode/crdt"
 )
 
-// headsWatch is how often the heads watcher looks at the replicas' heads.
-const headsWatch = 100 * time.Millisecond
+// headsWatch is how often the heads watcher looks at the heads of the
+// replicas that changed; every headsSweep-th look covers all of them.
+const (
+	headsWatch = 100 * time.Millisecond
+	headsSweep = 20
+)
+
+// headsTouched is the set of organisations whose records changed since the
+// heads watcher last looked.
+type headsTouched struct {
+	mu   sync.Mutex
+	orgs map[string]bool
+}
+
+func (h *headsTouched) touch(org string) {
+	h.mu.Lock()
+	if h.orgs == nil {
+		h.orgs = map[string]bool{}
+	}
+	h.orgs[org] = true
+	h.mu.Unlock()
+}
+
+// take returns the organisations touched since the last take, and forgets
+// them.
+func (h *headsTouched) take() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.orgs))
+	for org := range h.orgs {
+		out = append(out, org)
+	}
+	clear(h.orgs)
+	return out
+}
 
 // Held answers GET /v1/orgs/{org}/held/{key...}.
 type Held struct {
@@ -74,15 +112,8 @@ func (n *Node) handleHeld(w http.ResponseWriter, r *http.Request) {
 // changed since the last look. It stops when n.ctx is cancelled.
 func (n *Node) watchHeads() {
 	last := map[string][]cid.Cid{}
-	t := time.NewTicker(headsWatch)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		}
-		for _, org := range n.Orgs() {
+	look := func(orgs []string, first bool) {
+		for _, org := range orgs {
 			rep, err := n.Replica(org)
 			if err != nil {
 				continue
@@ -90,10 +121,27 @@ func (n *Node) watchHeads() {
 			hs := rep.Heads(n.ctx)
 			slices.SortFunc(hs, func(a, b cid.Cid) int { return strings.Compare(a.KeyString(), b.KeyString()) })
 			prev, seen := last[org]
-			if seen && !slices.EqualFunc(prev, hs, cid.Cid.Equals) {
+			// An organisation opened since the first look counts as changed
+			// once it has heads.
+			if !first && !slices.EqualFunc(prev, hs, cid.Cid.Equals) && (seen || len(hs) > 0) {
 				n.mesh.PushHeads(org)
 			}
 			last[org] = hs
 		}
+	}
+	look(n.Orgs(), true)
+	t := time.NewTicker(headsWatch)
+	defer t.Stop()
+	for tick := 1; ; tick++ {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		orgs := n.touched.take()
+		if tick%headsSweep == 0 {
+			orgs = n.Orgs()
+		}
+		look(orgs, false)
 	}
 }

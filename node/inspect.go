@@ -234,12 +234,15 @@ func (n *Node) peerSync(ctx context.Context, m *mesh.Mesh, links map[linkKey]lin
 	mine := n.Orgs()
 	reps := map[string]*crdt.Replica{}
 	heads := map[string]map[string]mesh.PeerHeads{}
+	exchanged := map[string][]string{} // peer -> organisations it exchanged heads of
 	for _, org := range mine {
 		if rep, err := n.Replica(org); err == nil {
 			reps[org] = rep
 			heads[org] = map[string]mesh.PeerHeads{}
 			for _, ph := range m.HeadsOf(org) {
-				heads[org][ph.Peer.String()] = ph
+				id := ph.Peer.String()
+				heads[org][id] = ph
+				exchanged[id] = append(exchanged[id], org)
 			}
 		}
 	}
@@ -247,14 +250,14 @@ func (n *Node) peerSync(ctx context.Context, m *mesh.Mesh, links map[linkKey]lin
 	for _, p := range m.Peers() {
 		var shared []string
 		for _, org := range p.Orgs {
-			if slices.Contains(mine, org) {
+			if _, ok := heads[org]; ok {
 				shared = append(shared, org)
 			}
 		}
 		// A disconnected peer's orgs may be empty (never said): it still
 		// counts for the organisations it last exchanged heads of.
-		for _, org := range mine {
-			if _, ok := heads[org][p.ID]; ok && !slices.Contains(shared, org) {
+		for _, org := range exchanged[p.ID] {
+			if !slices.Contains(shared, org) {
 				shared = append(shared, org)
 			}
 		}

@@ -94,10 +94,13 @@ type Node struct {
 	token string
 	store *crdt.Store
 
-	mesh  *mesh.Mesh
-	bswap *bitswap.Bitswap
-	bserv blockservice.BlockService
-	dag   ipld.DAGService
+	mesh *mesh.Mesh
+	// touched: organisations whose records changed, for the heads
+	// watcher (held.go).
+	touched headsTouched
+	bswap   *bitswap.Bitswap
+	bserv   blockservice.BlockService
+	dag     ipld.DAGService
 
 	mu      sync.Mutex
 	orgs    map[string]*orgReplica
@@ -364,7 +367,10 @@ func (n *Node) openOrg(org string) (*orgReplica, error) {
 		return nil, err
 	}
 	if feedPut := ropts.OnPut; feedPut != nil {
-		ropts.OnPut = func(key string, v []byte) { feedPut(key, v); n.kickBundles(key) }
+		ropts.OnPut = func(key string, v []byte) { feedPut(key, v); n.touched.touch(org); n.kickBundles(key) }
+	}
+	if feedDel := ropts.OnDelete; feedDel != nil {
+		ropts.OnDelete = func(key string) { feedDel(key); n.touched.touch(org) }
 	}
 	rep, err := crdt.NewReplica(ropts, crdt.Deps{
 		Store: n.store, DAG: n.dag, Broadcaster: topic, Logger: n.log,

@@ -345,12 +345,14 @@ func (o *observer) sample() {
 			o.orgs[org] = &orgSample{cursor: last, rejected: ts.Rejected, byReason: ts.RejectedByReason, dropped: ts.Dropped, writeErrs: st.WriteErrors, queued: st.QueuedJobs}
 			continue
 		}
-		var via []string
-		for _, p := range m.PeersOf(org) {
-			via = append(via, p.String())
+		if last, _ := f.lastSeq(org); last != s.cursor {
+			var via []string
+			for _, p := range m.PeersOf(org) {
+				via = append(via, p.String())
+			}
+			sort.Strings(via)
+			o.followFeed(ctx, f, org, s, via, now)
 		}
-		sort.Strings(via)
-		o.followFeed(ctx, f, org, s, via, now)
 		if ts.Rejected > s.rejected {
 			var why []string
 			for _, reason := range slices.Sorted(maps.Keys(ts.RejectedByReason)) {
