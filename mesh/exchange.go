@@ -133,9 +133,12 @@ func (m *Mesh) HeadsOf(org string) []PeerHeads {
 func (m *Mesh) Peers() []PeerInfo {
 	m.mu.Lock()
 	out := make([]PeerInfo, 0, len(m.book))
+	ids := make(map[string]peer.ID, len(m.book))
 	for id, s := range m.book {
+		sid := id.String()
+		ids[sid] = id
 		pi := PeerInfo{
-			ID: id.String(), Roles: slices.Clone(s.roles), Orgs: slices.Clone(s.orgs),
+			ID: sid, Roles: slices.Clone(s.roles), Orgs: slices.Clone(s.orgs),
 			Connected: s.connected, Configured: s.configured, LAN: s.lan, Addr: s.addr,
 			Version: s.version, Schema: s.schema, LastSeen: s.lastSeen, LastExchange: s.lastExchange,
 			Exchanges: s.exchanges, LastError: s.lastError,
@@ -150,8 +153,7 @@ func (m *Mesh) Peers() []PeerInfo {
 	}
 	m.mu.Unlock()
 	for i := range out {
-		id, _ := peer.Decode(out[i].ID)
-		out[i].RTT = m.host.Peerstore().LatencyEWMA(id)
+		out[i].RTT = m.host.Peerstore().LatencyEWMA(ids[out[i].ID])
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
