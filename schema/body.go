@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -128,10 +130,84 @@ type Execution struct {
 // Result is the outcome of a finished execution, stored at the execution's
 // ID (one result per execution version). Kind results, by a VM,
 // append-only.
+//
+// A result has one of two forms. In clear, Variables holds the variables
+// (an empty object for none) and Sealed is absent. Sealed, Variables is
+// absent and Sealed holds the variables' JSON encrypted to the result's
+// recipients (the organisation's central and archive peers and the VM that
+// wrote it): the standard base64 of an age file (SealedResultFormat), at
+// most MaxSealedResult characters. Execution and Finished stay in clear in
+// both forms: the organisation's rules and policy decide on them. Only the
+// variables are secret. This package checks the form; package bundle seals
+// and opens (SealResult, OpenResult).
 type Result struct {
 	Execution string                    `json:"execution"`
-	Variables map[string]ResultVariable `json:"variables"`
+	Variables map[string]ResultVariable `json:"variables,omitzero"`
+	Sealed    string                    `json:"sealed,omitempty"`
 	Finished  time.Time                 `json:"finished"`
+}
+
+// Sealed results.
+const (
+	// SealedResultFormat is the first line of every sealed result's
+	// ciphertext: the age file format (age-encryption.org/v1).
+	SealedResultFormat = "age-encryption.org/v1"
+	// MaxSealedResult bounds Result.Sealed, in base64 characters: the
+	// largest that fits a record with room for the envelope. Variables
+	// whose sealed form is larger are refused at the writer.
+	MaxSealedResult = MaxRecordSize - 16<<10
+)
+
+// IsSealed reports whether the result is in sealed form.
+func (b Result) IsSealed() bool { return b.Sealed != "" }
+
+// SealedBytes returns the ciphertext of a sealed result (the decoded
+// Sealed), or ErrInvalid.
+func (b Result) SealedBytes() ([]byte, error) {
+	if b.Sealed == "" {
+		return nil, invalid("body.sealed", "required", "is absent: the result is in clear")
+	}
+	raw, err := base64.StdEncoding.DecodeString(b.Sealed)
+	if err != nil {
+		return nil, invalid("body.sealed", "format", "is not standard base64 (RFC 4648, with padding)")
+	}
+	if !bytes.HasPrefix(raw, []byte(SealedResultFormat+"\n")) {
+		return nil, invalid("body.sealed", "format", "is not an age file ("+SealedResultFormat+")")
+	}
+	return raw, nil
+}
+
+// VariablesJSON is the canonical JSON of the variables of a result in
+// clear: what is sealed.
+func (b Result) VariablesJSON() ([]byte, error) {
+	if b.IsSealed() {
+		return nil, invalid("body.variables", "required", "is absent: the result is sealed")
+	}
+	return marshal(b.normalized().(Result).Variables)
+}
+
+// WithSealed returns the sealed form of the result, with ciphertext (an
+// age file of VariablesJSON) as Sealed.
+func (b Result) WithSealed(ciphertext []byte) Result {
+	b.Variables, b.Sealed = nil, base64.StdEncoding.EncodeToString(ciphertext)
+	return b
+}
+
+// WithVariables returns the clear form of the result, with the variables
+// read from plain (VariablesJSON of the result that was sealed). The
+// variables are checked when the result goes into a record (NewRecord).
+func (b Result) WithVariables(plain []byte) (Result, error) {
+	dec := json.NewDecoder(bytes.NewReader(plain))
+	dec.DisallowUnknownFields()
+	var vars map[string]ResultVariable
+	if err := dec.Decode(&vars); err != nil {
+		return Result{}, invalid("body.sealed", "format", "does not hold result variables as JSON: "+jsonErrText(err))
+	}
+	if vars == nil {
+		vars = map[string]ResultVariable{}
+	}
+	b.Variables, b.Sealed = vars, ""
+	return b, nil
 }
 
 // ResultVariable is one QTI outcome or response variable. Value is the
@@ -243,11 +319,15 @@ func (b Execution) normalized() Body {
 	return b
 }
 func (b Result) normalized() Body {
+	b.Finished = b.Finished.UTC()
+	if b.Sealed != "" && b.Variables == nil {
+		return b // sealed: no variables
+	}
 	vars := make(map[string]ResultVariable, len(b.Variables))
 	for k, v := range b.Variables {
 		vars[k] = v
 	}
-	b.Variables, b.Finished = vars, b.Finished.UTC()
+	b.Variables = vars
 	return b
 }
 func (b ResultLog) normalized() Body {
@@ -394,6 +474,9 @@ func (b Result) validate(r *Record) error {
 	); err != nil {
 		return err
 	}
+	if b.Sealed != "" {
+		return checkSealed(b)
+	}
 	names := make([]string, 0, len(b.Variables))
 	for name := range b.Variables {
 		names = append(names, name)
@@ -420,6 +503,19 @@ func (b Result) validate(r *Record) error {
 		}
 	}
 	return nil
+}
+
+// checkSealed: a sealed result has no variables, and Sealed is an age file
+// in base64 within MaxSealedResult.
+func checkSealed(b Result) error {
+	switch {
+	case b.Variables != nil:
+		return invalid("body.variables", "absent", "must be absent when body.sealed is set: a result is either in clear (variables) or sealed, not both")
+	case len(b.Sealed) > MaxSealedResult:
+		return invalid("body.sealed", "length", fmt.Sprintf("is %d characters long; the limit is %d: put large responses in attachments", len(b.Sealed), MaxSealedResult))
+	}
+	_, err := b.SealedBytes()
+	return err
 }
 
 func (b ResultLog) validate(r *Record) error {

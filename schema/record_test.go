@@ -2,6 +2,7 @@ package schema_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -222,6 +223,12 @@ func TestValidateBodies(t *testing.T) {
 		{schema.KindResults, "", []any{"variables.bad name", obj("base_type", "float", "cardinality", "single", "value", 1)}, "body.variables.bad name", "charset", nil},
 		{schema.KindResults, "", []any{"variables.SCORE.value", obj("private_key", "k")}, "body.variables.SCORE.value.private_key", "forbidden", schema.ErrForbiddenProperty},
 		{schema.KindResults, "", []any{"variables.password", obj("base_type", "string", "cardinality", "single", "value", "x")}, "body.variables.password", "forbidden", schema.ErrForbiddenProperty},
+		{schema.KindResults, "", []any{"sealed", sealedBlob}, "body.variables", "absent", nil},
+		{schema.KindResults, "", []any{"variables", obj(), "sealed", sealedBlob}, "body.variables", "absent", nil},
+		{schema.KindResults, "", []any{"variables", del, "sealed", "not base64!"}, "body.sealed", "format", nil},
+		{schema.KindResults, "", []any{"variables", del, "sealed", base64.StdEncoding.EncodeToString([]byte("-----BEGIN AGE ENCRYPTED FILE-----"))}, "body.sealed", "format", nil},
+		{schema.KindResults, "", []any{"variables", del, "sealed", strings.Repeat("A", schema.MaxSealedResult+4)}, "body.sealed", "length", nil},
+		{schema.KindResults, "", []any{"variables", del, "sealed", 7}, "body.sealed", "type", nil},
 		// result-logs
 		{schema.KindResultLogs, "", []any{"event", ""}, "body.event", "required", nil},
 		{schema.KindResultLogs, "", []any{"event", strings.Repeat("e", 129)}, "body.event", "length", nil},
@@ -290,6 +297,10 @@ func TestValidateAccepts(t *testing.T) {
 		{"record variable", schema.KindResults, "", []any{"variables.SCORE", obj("base_type", "", "cardinality", "record", "value", obj("a", 1))}},
 		{"null variable value", schema.KindResults, "", []any{"variables.SCORE.value", nil}},
 		{"result of reactivated execution", schema.KindResults, "e1.v2", []any{"execution", "e1.v2"}},
+		{"sealed result", schema.KindResults, "", []any{"variables", del, "sealed", sealedBlob}},
+		{"sealed result, variables null", schema.KindResults, "", []any{"variables", nil, "sealed", sealedBlob}},
+		{"result without variables", schema.KindResults, "", []any{"variables", obj()}},
+		{"largest sealed result", schema.KindResults, "", []any{"variables", del, "sealed", maxSealedBlob()}},
 		{"log with writer suffix", schema.KindResultLogs, "e1.vm-a-17", nil},
 		{"log without data", schema.KindResultLogs, "", []any{"data", del}},
 		{"log seq 0", schema.KindResultLogs, schema.LogID("e1", 0), []any{"seq", 0}},
