@@ -12,6 +12,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/crypto/ssh"
+
+	"github.com/examnode/examnode/schema"
 )
 
 // ErrNotRecipient is returned by Unseal when the payload was not sealed to
@@ -97,4 +99,76 @@ func Unseal(sealed []byte, key crypto.PrivKey) ([]byte, error) {
 		return nil, fmt.Errorf("bundle: unseal: the sealed payload is damaged: %w", err)
 	}
 	return plain.Bytes(), nil
+}
+
+// Sealed results: a result record's variables are sealed the same way
+// (schema.Result's sealed form), so that every VM of the centre can hold a
+// copy that only its recipients read. The result's execution and finish
+// time stay in clear: the organisation's rules and policy decide on them.
+
+// SealResult returns the sealed form of rec, a results record in clear:
+// its variables' JSON sealed to recipients (Ed25519 peer IDs). A sealed
+// form that does not fit a record (schema.MaxSealedResult) is refused with
+// an error wrapping schema.ErrInvalid.
+func SealResult(rec schema.Record, recipients []string) (schema.Record, error) {
+	res, err := resultBody(rec)
+	if err != nil {
+		return schema.Record{}, err
+	}
+	if res.IsSealed() {
+		return rec, nil
+	}
+	plain, err := res.VariablesJSON()
+	if err != nil {
+		return schema.Record{}, err
+	}
+	var sealed bytes.Buffer
+	if err := Seal(&sealed, plain, recipients); err != nil {
+		return schema.Record{}, err
+	}
+	return schema.NewRecord(rec.Org, rec.ID, res.WithSealed(sealed.Bytes()))
+}
+
+// OpenResult returns the clear form of rec, a sealed results record, with
+// key (a recipient's node key); a result in clear is returned as it is. It
+// wraps ErrNotRecipient when rec was not sealed to key, and schema's
+// errors when what it holds are not valid variables.
+func OpenResult(rec schema.Record, key crypto.PrivKey) (schema.Record, error) {
+	res, err := resultBody(rec)
+	if err != nil {
+		return schema.Record{}, err
+	}
+	if !res.IsSealed() {
+		return rec, nil
+	}
+	ct, err := res.SealedBytes()
+	if err != nil {
+		return schema.Record{}, err
+	}
+	plain, err := Unseal(ct, key)
+	if err != nil {
+		return schema.Record{}, err
+	}
+	clear, err := res.WithVariables(plain)
+	if err != nil {
+		return schema.Record{}, err
+	}
+	return schema.NewRecord(rec.Org, rec.ID, clear)
+}
+
+// IsSealedResult reports whether rec is a results record in sealed form.
+func IsSealedResult(rec schema.Record) bool {
+	res, err := resultBody(rec)
+	return err == nil && res.IsSealed()
+}
+
+func resultBody(rec schema.Record) (schema.Result, error) {
+	if rec.Kind != schema.KindResults {
+		return schema.Result{}, fmt.Errorf("%w: %s is not a result", ErrInvalid, rec.Key())
+	}
+	b, err := rec.DecodeBody()
+	if err != nil {
+		return schema.Result{}, err
+	}
+	return b.(schema.Result), nil
 }
