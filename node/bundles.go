@@ -443,7 +443,7 @@ func (n *Node) writeOwn(ctx context.Context, rep *crdt.Replica, id string, body 
 	if err := n.mayWriteOwn(ctx, rep, rec); err != nil {
 		return err
 	}
-	stored, err := n.sealRecord(ctx, enc)
+	stored, err := n.signRecord(ctx, enc)
 	if err != nil {
 		return err
 	}

@@ -262,7 +262,7 @@ func (n *Node) writeChecked(ctx context.Context, rep *crdt.Replica, rec schema.R
 	if err := n.mayWriteOwn(ctx, rep, rec); err != nil {
 		return schema.OutcomeRefused, err
 	}
-	stored, err := n.sealRecord(ctx, enc)
+	stored, err := n.signRecord(ctx, enc)
 	if err != nil {
 		return schema.OutcomeRefused, err
 	}

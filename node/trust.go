@@ -90,9 +90,9 @@ func (n *Node) writeOwnMembership(ctx context.Context, rep *crdt.Replica) error 
 	return nil
 }
 
-// sealRecord returns what the node stores for the record enc (canonical
+// signRecord returns what the node stores for the record enc (canonical
 // schema encoding): enc itself on an open node, else enc signed.
-func (n *Node) sealRecord(ctx context.Context, enc []byte) ([]byte, error) {
+func (n *Node) signRecord(ctx context.Context, enc []byte) ([]byte, error) {
 	if !n.gated() {
 		return enc, nil
 	}
@@ -274,7 +274,7 @@ func (n *Node) deleteRecord(ctx context.Context, rep *crdt.Replica, key string, 
 	if err != nil {
 		return err
 	}
-	sealed, err := n.sealRecord(ctx, enc)
+	sealed, err := n.signRecord(ctx, enc)
 	if err != nil {
 		return err
 	}
