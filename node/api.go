@@ -208,6 +208,10 @@ type ReplicaSummary struct {
 	// GET /v1/orgs/{org}/refused), by reason in RefusedByReason.
 	Refused         uint64            `json:"refused"`
 	RefusedByReason map[string]uint64 `json:"refused_by_reason"`
+	// ResultsUnsealed counts the results this node wrote in clear because
+	// it knew no central or archive peer of the organisation to seal them
+	// to (results.go).
+	ResultsUnsealed int `json:"results_unsealed"`
 }
 
 // PullCounters count bulk DAG pulls since the node started.
@@ -302,6 +306,7 @@ func (n *Node) replicaSummary(ctx context.Context, org string) (ReplicaSummary, 
 	}
 	rs := ReplicaSummary{Stats: rep.Stats(ctx), Announcements: n.mesh.Stats(org)}
 	rs.Records, _ = rep.Count(ctx, "/")
+	rs.ResultsUnsealed, _ = n.unsealedResults(ctx, org)
 	n.inspectReplica(ctx, rep, &rs)
 	for _, p := range n.mesh.PeersOf(org) {
 		rs.Peers = append(rs.Peers, p.String())

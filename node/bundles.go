@@ -203,7 +203,7 @@ func (n *Node) BundleRounds() uint64 {
 
 // BundleRecipients lists the peers this node seals org's bundles to now.
 func (n *Node) BundleRecipients(ctx context.Context, org string) ([]string, error) {
-	return (&bundler{n: n}).recipients(ctx, org)
+	return n.sealRecipients(ctx, org)
 }
 
 // round does the work each organisation needs now.
@@ -467,15 +467,29 @@ type knownRecipient struct {
 // archive peers of the peer book (and, on a gated node, every verified
 // membership), so that they outlive the connection and the process.
 func (b *bundler) learnRecipients() {
-	n := b.n
+	d := b.n.store.Datastore()
+	for _, kr := range b.n.meshRecipients() {
+		v, _ := json.Marshal(kr)
+		k := recipientPrefix.ChildString(kr.Peer)
+		if old, err := d.Get(b.ctx, k); err == nil && bytes.Equal(old, v) {
+			continue
+		}
+		_ = d.Put(b.ctx, k, v)
+	}
+}
+
+// meshRecipients lists what the peer book says of possible recipients.
+// Open: only central and archive peers matter, by the roles they announce.
+// Gated: every verified membership, so an archive can check a bundle's
+// signer after its VM is gone (sealRecipients keeps only central and
+// archive ones).
+func (n *Node) meshRecipients() []knownRecipient {
 	m := n.mesh
 	if m == nil {
-		return
+		return nil
 	}
+	var out []knownRecipient
 	for _, p := range m.Peers() {
-		// Open: only central and archive peers matter (recipients). Gated:
-		// every verified membership, so an archive can check a bundle's
-		// signer after its VM is gone.
 		if !m.Gated() && !slices.Contains(p.Roles, string(schema.RoleArchive)) && !slices.Contains(p.Roles, string(schema.RoleCentral)) {
 			continue
 		}
@@ -496,13 +510,9 @@ func (b *bundler) learnRecipients() {
 				kr.Role = string(schema.RoleCentral)
 			}
 		}
-		v, _ := json.Marshal(kr)
-		k := recipientPrefix.ChildString(p.ID)
-		if old, err := n.store.Datastore().Get(b.ctx, k); err == nil && bytes.Equal(old, v) {
-			continue
-		}
-		_ = n.store.Datastore().Put(b.ctx, k, v)
+		out = append(out, kr)
 	}
+	return out
 }
 
 // knownMembership is peer p's membership: the one it presented on its
@@ -523,36 +533,47 @@ func (n *Node) knownMembership(ctx context.Context, p peer.ID) (policy.Membershi
 	return mb, err == nil
 }
 
-// recipients lists the peers org's bundles are sealed to.
-func (b *bundler) recipients(ctx context.Context, org string) ([]string, error) {
-	n := b.n
+// sealRecipients lists the peers org's bundles and result bodies are
+// sealed to: policy.SealRecipients over the central and archive peers this
+// node knows, those remembered under /node/recipients and those in its
+// peer book now (so that a result written just after central connected,
+// before a bundle round remembered it, is sealed to central). On a gated
+// node only memberships the authority signed and that are valid now count.
+//
+// The peers of the node's configuration (Config.Peers) count once their
+// role is known this way, from their membership or hello: the
+// configuration names a peer's address and ID but not its role, and
+// sealing to a peer of unknown role could hand a result to another VM.
+func (n *Node) sealRecipients(ctx context.Context, org string) ([]string, error) {
 	res, err := n.store.Datastore().Query(ctx, query.Query{Prefix: recipientPrefix.String()})
 	if err != nil {
 		return nil, err
 	}
 	defer res.Close()
-	trust, err := n.cfg.Trust()
-	if err != nil {
-		return nil, err
-	}
-	var members []policy.Membership
+	known := n.meshRecipients()
 	for e := range res.Next() {
 		if e.Error != nil {
 			return nil, e.Error
 		}
 		var kr knownRecipient
-		if json.Unmarshal(e.Value, &kr) != nil {
+		if json.Unmarshal(e.Value, &kr) == nil {
+			known = append(known, kr)
+		}
+	}
+	trust, err := n.cfg.Trust()
+	if err != nil {
+		return nil, err
+	}
+	members := make([]policy.Membership, 0, len(known))
+	for _, kr := range known {
+		if trust == nil {
+			members = append(members, policy.Membership{Peer: kr.Peer, Role: schema.Role(kr.Role), Orgs: kr.Orgs, AllOrgs: kr.AllOrgs})
 			continue
 		}
-		if trust != nil {
-			mb, err := policy.ParseMembership(kr.Membership)
-			if err != nil || policy.Verify(mb, *trust, n.now()) != nil {
-				continue
-			}
+		mb, err := policy.ParseMembership(kr.Membership)
+		if err == nil && policy.Verify(mb, *trust, n.now()) == nil {
 			members = append(members, mb)
-			continue
 		}
-		members = append(members, policy.Membership{Peer: kr.Peer, Role: schema.Role(kr.Role), Orgs: kr.Orgs, AllOrgs: kr.AllOrgs})
 	}
 	return policy.SealRecipients(org, members), nil
 }
@@ -593,7 +614,14 @@ func (b *bundler) makeBundles(ctx context.Context, org string, rep *crdt.Replica
 				return err
 			}
 		}
-		if err := b.makeBundle(ctx, rep, *exRec, res, logs[exID]); err != nil {
+		// The bundle holds the result in clear (it is sealed as a whole):
+		// this VM wrote it, so it is one of its recipients.
+		clear, err := n.openOwn(res)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bundle of execution %s: %w", exID, err))
+			continue
+		}
+		if err := b.makeBundle(ctx, rep, *exRec, clear, logs[exID]); err != nil {
 			errs = append(errs, fmt.Errorf("bundle of execution %s: %w", exID, err))
 		}
 	}
@@ -645,7 +673,7 @@ func BundleFiles(exec, result schema.Record, logs []schema.Record) ([]bundle.Fil
 func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, result schema.Record, logs []schema.Record) error {
 	n := b.n
 	org := rep.Org()
-	recips, err := b.recipients(ctx, org)
+	recips, err := n.sealRecipients(ctx, org)
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/examnode/examnode/schema"
 )
 
 // RecordError is an error answer of the record and feed routes: an
@@ -103,9 +101,10 @@ func (c *Client) PutRecord(ctx context.Context, org, kind, id string, body []byt
 	return r, c.doRecords(ctx, http.MethodPut, recordsPath(org, kind, id), body, &r)
 }
 
-// GetRecord reads one record.
-func (c *Client) GetRecord(ctx context.Context, org, kind, id string) (schema.Record, error) {
-	var r schema.Record
+// GetRecord reads one record, as the node serves it (a sealed result in
+// clear where the node is one of its recipients).
+func (c *Client) GetRecord(ctx context.Context, org, kind, id string) (RecordView, error) {
+	var r RecordView
 	if id == "" {
 		return r, errors.New("node: a record needs an ID")
 	}

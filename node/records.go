@@ -6,7 +6,7 @@ package node
 // literal where these have {kind}.
 //
 //	PUT    /v1/orgs/{org}/{kind}/{id}   body: the record's body; answered once durable
-//	GET    /v1/orgs/{org}/{kind}/{id}   the record (envelope + body)
+//	GET    /v1/orgs/{org}/{kind}/{id}   the record (envelope + body; RecordView)
 //	DELETE /v1/orgs/{org}/{kind}/{id}   only deletable kinds, by their writer role
 //	GET    /v1/orgs/{org}/{kind}        list: limit, offset, and filters
 //
@@ -96,10 +96,10 @@ type RecordResult struct {
 
 // RecordList is one page of a record listing.
 type RecordList struct {
-	Records []schema.Record `json:"records"`
-	Offset  int             `json:"offset"`
-	Limit   int             `json:"limit"`
-	More    bool            `json:"more"` // another page follows
+	Records []RecordView `json:"records"`
+	Offset  int          `json:"offset"`
+	Limit   int          `json:"limit"`
+	More    bool         `json:"more"` // another page follows
 }
 
 // filters lists the list filters each kind supports: a filter matches a
@@ -238,9 +238,11 @@ func (n *Node) putRecord(r *http.Request) (RecordResult, error) {
 // every local write passes: the schema's rules against the version stored
 // (append-only kinds, versions), the organisation's rules (eligibility,
 // finished executions), and on a gated node policy, with the record signed
-// (trust.go). Writes to one key are serialised. A write identical to the
+// (trust.go). A result is sealed to its recipients before it is signed
+// (results.go). Writes to one key are serialised. A write identical to the
 // stored record changes nothing and returns OutcomeNoOp once the record is
-// durable here (it may have arrived by replication, not yet fsynced).
+// durable here (it may have arrived by replication, not yet fsynced); for
+// a sealed result "identical" compares the plaintext, opened here.
 func (n *Node) writeChecked(ctx context.Context, rep *crdt.Replica, rec schema.Record, enc []byte) (schema.Outcome, error) {
 	key := rec.Key()
 	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, rep.Org(), key))
@@ -248,6 +250,12 @@ func (n *Node) writeChecked(ctx context.Context, rep *crdt.Replica, rec schema.R
 	prev, err := getRecord(ctx, rep, key)
 	if err != nil && !errors.Is(err, crdt.ErrNotFound) {
 		return schema.OutcomeRefused, err
+	}
+	if prev != nil {
+		// A sealed result this node cannot open stays sealed: it differs
+		// from rec, and the append-only rule refuses the write.
+		v := n.view(*prev)
+		prev = &v.Record
 	}
 	outcome, err := schema.CheckWrite(prev, rec)
 	if err != nil {
@@ -262,11 +270,26 @@ func (n *Node) writeChecked(ctx context.Context, rep *crdt.Replica, rec schema.R
 	if err := n.mayWriteOwn(ctx, rep, rec); err != nil {
 		return schema.OutcomeRefused, err
 	}
+	sealed := true
+	if rec.Kind == schema.KindResults {
+		if rec, sealed, err = n.sealResult(ctx, rec); err != nil {
+			return schema.OutcomeRefused, err
+		}
+		if enc, err = schema.Encode(rec); err != nil {
+			return schema.OutcomeRefused, err
+		}
+	}
 	stored, err := n.signRecord(ctx, enc)
 	if err != nil {
 		return schema.OutcomeRefused, err
 	}
-	return outcome, rep.Put(ctx, key, stored)
+	if err := rep.Put(ctx, key, stored); err != nil {
+		return schema.OutcomeRefused, err
+	}
+	if !sealed {
+		return outcome, n.noteUnsealed(ctx, rec.Org, rec.ID)
+	}
+	return outcome, nil
 }
 
 // checkRules enforces the rules that need other records: a result needs
@@ -342,7 +365,7 @@ func (n *Node) handleRecordGet(w http.ResponseWriter, r *http.Request) {
 		n.writeRecordError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, rec)
+	writeJSON(w, http.StatusOK, n.view(*rec))
 }
 
 func (n *Node) handleRecordDelete(w http.ResponseWriter, r *http.Request) {
@@ -406,7 +429,7 @@ func (n *Node) handleRecordList(w http.ResponseWriter, r *http.Request) {
 		}
 		want[f] = v
 	}
-	out := RecordList{Records: []schema.Record{}, Offset: offset, Limit: limit}
+	var recs []schema.Record
 	if len(want) == 0 {
 		// Paging goes down to the store; one more tells whether a page follows.
 		entries, err := rep.List(r.Context(), "/"+string(kind), false, offset, limit+1)
@@ -416,7 +439,7 @@ func (n *Node) handleRecordList(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, e := range entries {
 			if rec, err := decodeStored(rep, e.Value); err == nil && rec.Kind == kind {
-				out.Records = append(out.Records, rec)
+				recs = append(recs, rec)
 			}
 		}
 	} else {
@@ -434,15 +457,17 @@ func (n *Node) handleRecordList(w http.ResponseWriter, r *http.Request) {
 				skipped++
 				continue
 			}
-			out.Records = append(out.Records, rec)
-			if len(out.Records) > limit {
+			recs = append(recs, rec)
+			if len(recs) > limit {
 				break
 			}
 		}
 	}
-	if len(out.Records) > limit {
-		out.Records, out.More = out.Records[:limit], true
+	out := RecordList{Offset: offset, Limit: limit}
+	if len(recs) > limit {
+		recs, out.More = recs[:limit], true
 	}
+	out.Records = n.views(recs)
 	writeJSON(w, http.StatusOK, out)
 }
 

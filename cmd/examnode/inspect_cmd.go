@@ -75,6 +75,12 @@ connected peers, listen addresses) and one line per organisation:
 			}
 			fmt.Fprintln(w)
 			e.table("ORG\tRECORDS\tDAG\tHEADS\tHEIGHT\tQUEUED\tPEERS\tDIRTY", rows)
+			for _, r := range st.Replicas {
+				if r.ResultsUnsealed > 0 {
+					fmt.Fprintf(w, "  %s: %d results written here in clear: no central or archive peer was known to seal them to; connect this VM to central before exams\n",
+						r.Org, r.ResultsUnsealed)
+				}
+			}
 			return nil
 		},
 	}
