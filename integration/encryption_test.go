@@ -35,10 +35,13 @@ func writeDelivery(t *testing.T, central, vm *node.Node) {
 	waitForChange(t, vm, "/eligibilities/el1")
 }
 
-// writeMarkedResult has vm write, through its API, an execution and its
-// result whose body carries marker (several times, in a body over the
-// store's value threshold, as a real result's variables are), and waits
-// until central holds the result.
+// writeMarkedResult has vm write, through its API, an execution, a result
+// log and the result, the log and the result each carrying marker
+// (several times, in a body over the store's value threshold, as a real
+// result's variables are), and waits until central serves the result with
+// the marker. The result's variables travel and rest sealed to central
+// (and vm); the log is replicated in clear, so the marker is on disk
+// wherever the store is not encrypted.
 func writeMarkedResult(t *testing.T, central, vm *node.Node, id, marker string) {
 	t.Helper()
 	ctx := context.Background()
@@ -48,6 +51,10 @@ func writeMarkedResult(t *testing.T, central, vm *node.Node, id, marker string) 
 		t.Fatal(err)
 	}
 	answer := strings.Repeat(marker+" ", 40)
+	logBody := fmt.Sprintf(`{"execution":"%s","seq":1,"at":"2026-06-01T09:00:00Z","event":"answer","data":{"text":%q}}`, id, answer)
+	if _, err := client(vm).PutRecord(ctx, org, "result-logs", schema.LogID(id, 1), []byte(logBody)); err != nil {
+		t.Fatal(err)
+	}
 	body := fmt.Sprintf(`{"execution":"%s","finished":"2026-06-01T09:30:00Z","variables":{"RESPONSE":{"base_type":"string","cardinality":"single","value":%q}}}`, id, answer)
 	if res, err := client(vm).PutRecord(ctx, org, "results", id, []byte(body)); err != nil || !res.Durable {
 		t.Fatalf("result: %+v %v", res, err)
@@ -91,11 +98,12 @@ func filesHolding(t *testing.T, dir string, needles ...[]byte) []string {
 	return out
 }
 
-// TestEncryptionAtRest writes results carrying a recognisable marker
-// through a VM's API, lets them replicate to central, stops both nodes and
-// reads every file of their data directories: with encryption on no file
-// holds the marker (nor the store key's bytes outside store.key); with it
-// off the same writes leave the marker on disk, which shows the scan finds
+// TestEncryptionAtRest writes results and result logs carrying a
+// recognisable marker through a VM's API, lets them replicate to central,
+// stops both nodes and reads every file of their data directories: with
+// encryption on no file holds the marker (nor the store key's bytes
+// outside store.key); with it off the same writes leave the marker on disk
+// (in the logs: result variables are sealed), which shows the scan finds
 // plaintext where there is some.
 func TestEncryptionAtRest(t *testing.T) {
 	for _, encrypt := range []bool{false, true} {

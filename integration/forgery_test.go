@@ -99,7 +99,7 @@ func execJSON(vm peer.ID, state string) string {
 }
 
 // waitRecord waits until n's API serves org's kind/id and check accepts it.
-func waitRecord(t *testing.T, n *node.Node, org, kind, id string, check func(schema.Record) error) {
+func waitRecord(t *testing.T, n *node.Node, org, kind, id string, check func(node.RecordView) error) {
 	t.Helper()
 	err := WaitFor(context.Background(), 30*time.Second, func() (bool, error) {
 		rec, err := client(n).GetRecord(context.Background(), org, kind, id)
@@ -113,10 +113,32 @@ func waitRecord(t *testing.T, n *node.Node, org, kind, id string, check func(sch
 	}
 }
 
-func bodyHas(s string) func(schema.Record) error {
-	return func(r schema.Record) error {
+func bodyHas(s string) func(node.RecordView) error {
+	return func(r node.RecordView) error {
 		if !strings.Contains(string(r.Body), s) {
 			return fmt.Errorf("body %s does not contain %s", r.Body, s)
+		}
+		return nil
+	}
+}
+
+// resultServed checks a result sealed in the store as a node serves it:
+// in clear with score on a recipient (readable), else sealed, without
+// variables.
+func resultServed(readable bool, score string) func(node.RecordView) error {
+	return func(r node.RecordView) error {
+		b, err := r.DecodeBody()
+		if err != nil {
+			return err
+		}
+		res := b.(schema.Result)
+		switch {
+		case !r.StoredSealed:
+			return fmt.Errorf("result %s is not sealed in the store: %s", r.ID, r.Body)
+		case readable && (res.IsSealed() || !strings.Contains(string(r.Body), score)):
+			return fmt.Errorf("a recipient serves %s; want the variables in clear, with %s", r.Body, score)
+		case !readable && (!res.IsSealed() || res.Variables != nil || strings.Contains(string(r.Body), score)):
+			return fmt.Errorf("a node that is no recipient serves %s; want it sealed, without variables", r.Body)
 		}
 		return nil
 	}
@@ -173,7 +195,7 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range append(receivers, ml.n) {
-		waitRecord(t, n, orgA, "results", "e1", bodyHas("7.5"))
+		waitRecord(t, n, orgA, "results", "e1", resultServed(n == central, "7.5"))
 		waitRecord(t, n, orgA, "executions", "e1", bodyHas(`"finished"`))
 	}
 	legit := map[string][]byte{}
@@ -291,7 +313,7 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 		t.Logf("%s refused: %v", n.ID(), got.Counts)
 		// The legitimate data is what the API serves.
 		waitRecord(t, n, orgA, "deliveries", "d1", bodyHas("Maths 2026"))
-		waitRecord(t, n, orgA, "results", "e1", bodyHas("7.5"))
+		waitRecord(t, n, orgA, "results", "e1", resultServed(n == central, "7.5"))
 		waitRecord(t, n, orgA, "executions", "e1", bodyHas(`"finished"`))
 		if _, err := client(n).GetRecord(ctx, orgA, "executions", "x1"); !isNotFound(err) {
 			t.Fatalf("%s serves the revoked machine's execution: %v", n.ID(), err)
@@ -412,7 +434,8 @@ func TestRecordRelayedFromAStrangerPeerIsVerified(t *testing.T) {
 	if err != nil {
 		t.Fatalf("vm1's result did not reach vm2: %v", err)
 	}
-	waitRecord(t, vm2, orgA, "results", "e1", bodyHas("7.5"))
+	waitRecord(t, vm2, orgA, "results", "e1", resultServed(false, "7.5"))
+	waitRecord(t, central, orgA, "results", "e1", resultServed(true, "7.5"))
 	for _, p := range vm2.Mesh().Peers() {
 		if p.ID == vm1.ID().String() && p.Connected {
 			t.Fatal("vm2 is connected to vm1: the test needs them apart")
