@@ -77,6 +77,21 @@ func finishExecution(t *testing.T, vm *node.Node, id string) {
 // or, with central nil, put directly into vm's replica.
 func finishExecutionVia(t *testing.T, central, vm *node.Node, id string) {
 	t.Helper()
+	finishExecutionWith(t, central, vm, id, scoreVariables)
+}
+
+// scoreVariables are the result variables finishExecution writes.
+const scoreVariables = `{"SCORE":{"base_type":"float","cardinality":"single","value":7.5}}`
+
+// resultWith is the body of execution id's result with vars.
+func resultWith(id, vars string) string {
+	return fmt.Sprintf(`{"execution":"%s","finished":"2026-06-01T09:30:00Z","variables":%s}`, id, vars)
+}
+
+// finishExecutionWith is finishExecutionVia with the result's variables
+// vars (JSON).
+func finishExecutionWith(t *testing.T, central, vm *node.Node, id, vars string) {
+	t.Helper()
 	ctx := context.Background()
 	rep, err := vm.Replica(org)
 	if err != nil {
@@ -94,7 +109,7 @@ func finishExecutionVia(t *testing.T, central, vm *node.Node, id string) {
 		if err != nil {
 			t.Fatalf("the eligibility never reached the VM: %v", err)
 		}
-		finishOnVM(t, vm, id)
+		finishOnVM(t, vm, id, vars)
 		return
 	}
 	el, err := schema.NewRecord(org, "el-"+id, schema.Eligibility{TestCenter: "c1", Delivery: "d1", TestTakers: []string{"tt-" + id}})
@@ -105,12 +120,12 @@ func finishExecutionVia(t *testing.T, central, vm *node.Node, id string) {
 	if err := rep.Put(ctx, el.Key(), enc); err != nil {
 		t.Fatal(err)
 	}
-	finishOnVM(t, vm, id)
+	finishOnVM(t, vm, id, vars)
 }
 
 // finishOnVM writes, through vm's API, a finished execution, two result
-// logs, an attachment and the result.
-func finishOnVM(t *testing.T, vm *node.Node, id string) {
+// logs, an attachment and the result with vars.
+func finishOnVM(t *testing.T, vm *node.Node, id, vars string) {
 	t.Helper()
 	ctx := context.Background()
 	cl := client(vm)
@@ -128,8 +143,7 @@ func finishOnVM(t *testing.T, vm *node.Node, id string) {
 	if err := cl.PutAttachment(ctx, org, id, "essay.txt", []byte("An essay on offline-first sync, by tt-"+id)); err != nil {
 		t.Fatalf("attachment: %v", err)
 	}
-	put("results", id, fmt.Sprintf(`{"execution":"%s","finished":"2026-06-01T09:30:00Z",`+
-		`"variables":{"SCORE":{"base_type":"float","cardinality":"single","value":7.5}}}`, id))
+	put("results", id, resultWith(id, vars))
 }
 
 // waitBundle polls n's bundle list until id satisfies cond.
@@ -453,30 +467,8 @@ func runIn(t *testing.T, dir, name string, args ...string) {
 // membership names (not to the other VM), the other VM of the centre takes
 // custody, and the archive receipts after checking the signer's membership.
 func TestGatedBundle(t *testing.T) {
-	auth, err := policy.GenerateAuthority()
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := bundleOpts()
-	opts.Authority = auth
-	c := NewCluster(t.TempDir(), opts)
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("close cluster: %v", err)
-		}
-	})
+	c := gatedBundleCluster(t)
 	ctx := context.Background()
-	for _, s := range []Spec{
-		{Name: "archive", Role: schema.RoleArchive, Orgs: []string{org}},
-		{Name: "vm1", Role: schema.RoleVM, Orgs: []string{org}},
-		{Name: "vm2", Role: schema.RoleVM, Orgs: []string{org}},
-		{Name: "central", Role: schema.RoleCentral, Orgs: []string{org}},
-	} {
-		if _, err := c.Add(ctx, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitConnected(t, c)
 	arch, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
 	waitRecipient(t, vm1, arch)
 	// Recipients are the archive and central, never a VM.
@@ -495,4 +487,35 @@ func TestGatedBundle(t *testing.T) {
 	if _, err := arch.BundleArchive(ctx, org, "e1"); err != nil {
 		t.Fatalf("the archive cannot read the bundle: %v", err)
 	}
+}
+
+// gatedBundleCluster starts, under a new authority, an archive (0), two
+// VMs (1, 2) and central (3) of org, with bundle rounds (bundleOpts), and
+// waits until they are connected.
+func gatedBundleCluster(t *testing.T) *Cluster {
+	t.Helper()
+	auth, err := policy.GenerateAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := bundleOpts()
+	opts.Authority = auth
+	c := NewCluster(t.TempDir(), opts)
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	for _, s := range []Spec{
+		{Name: "archive", Role: schema.RoleArchive, Orgs: []string{org}},
+		{Name: "vm1", Role: schema.RoleVM, Orgs: []string{org}},
+		{Name: "vm2", Role: schema.RoleVM, Orgs: []string{org}},
+		{Name: "central", Role: schema.RoleCentral, Orgs: []string{org}},
+	} {
+		if _, err := c.Add(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitConnected(t, c)
+	return c
 }
