@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/examnode/examnode/bundle"
 	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/schema"
 )
@@ -226,6 +227,10 @@ func (n *Node) putRecord(r *http.Request) (RecordResult, error) {
 	}
 	if next, err = schema.Decode(enc); err != nil {
 		return RecordResult{}, err
+	}
+	if bundle.IsSealedResult(next) {
+		return RecordResult{}, &schema.ValidationError{Field: "body.sealed", Rule: "absent",
+			Msg: "must be absent: write the variables in clear; this node seals them to the organisation's central and archive peers"}
 	}
 	outcome, err := n.writeChecked(ctx, rep, next, enc)
 	if err != nil {

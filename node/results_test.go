@@ -169,7 +169,8 @@ func TestResultInClearWhenNoRecipient(t *testing.T) {
 // TestSealedResultServedSealedToOthers: a result sealed to other peers
 // (as another VM of the centre receives one) is served sealed, without
 // variables, by GET and list alike, and never fails the request; a write
-// of any result at its key is refused, since it cannot be compared.
+// of any result at its key is refused, since it cannot be compared; and
+// the API refuses a result written in sealed form.
 func TestSealedResultServedSealedToOthers(t *testing.T) {
 	n := startRoles(t, schema.RoleCentral, schema.RoleVM)
 	ctx := context.Background()
@@ -204,5 +205,9 @@ func TestSealedResultServedSealedToOthers(t *testing.T) {
 	}
 	if a := call(t, n, "PUT", recPath(schema.KindResults, "e1"), []byte(body)); a.status != 409 || a.err.Code != "append_only" {
 		t.Fatalf("put over a result this node cannot open: %d %s; want 409 append_only", a.status, a.body)
+	}
+	// A platform writes variables, never the sealed form.
+	if a := call(t, n, "PUT", recPath(schema.KindResults, "e1"), sealed.Body); a.status != 400 || a.err.Field != "body.sealed" {
+		t.Fatalf("put of a sealed body: %d %s; want 400 on body.sealed", a.status, a.body)
 	}
 }
