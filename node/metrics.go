@@ -53,6 +53,7 @@ var (
 	descPeerBehind = prometheus.NewDesc("examnode_peer_behind_deltas", "Per peer and organisation: heights the peer lacked at its last heads exchange (0: none).", []string{"org", "peer"}, nil)
 	descPeerAhead  = prometheus.NewDesc("examnode_peer_missing_heads", "Per peer and organisation: heads the peer sent at its last exchange that this node does not hold (yet).", []string{"org", "peer"}, nil)
 	descUnconfirm  = prometheus.NewDesc("examnode_unconfirmed_records", "VMs: records written here that no other machine is known to hold.", []string{"org"}, nil)
+	descUnsealed   = prometheus.NewDesc("examnode_results_unsealed", "Results this node wrote in clear because it knew no central or archive peer of the organisation to seal them to.", []string{"org"}, nil)
 	descBundles    = prometheus.NewDesc("examnode_bundles", "Result bundles per organisation and state (pending: not yet confirmed by an archive receipt).", []string{"org", "state"}, nil)
 )
 
@@ -62,7 +63,7 @@ type nodeCollector struct{ n *Node }
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descVerdict, descUptime, descStore, descPeers, descPeersKnown, descPeerState,
 		descRecords, descByKind, descHeads, descHeight, descQueued, descDirty, descGroups, descWritten, descWriteErr,
-		descAnnounce, descPulls, descPullBlocks, descDAGSize, descRefused, descPeerBehind, descPeerAhead, descUnconfirm, descBundles} {
+		descAnnounce, descPulls, descPullBlocks, descDAGSize, descRefused, descPeerBehind, descPeerAhead, descUnconfirm, descUnsealed, descBundles} {
 		ch <- d
 	}
 }
@@ -113,6 +114,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, r := range st.Replicas {
 		gauge(descRecords, float64(r.Records), r.Org)
+		gauge(descUnsealed, float64(r.ResultsUnsealed), r.Org)
 		if rep, err := n.Replica(r.Org); err == nil {
 			for _, k := range schema.Kinds() {
 				if cnt, err := rep.Count(ctx, "/"+string(k)); err == nil && cnt > 0 {

@@ -143,8 +143,8 @@ func TestResultSealedToKnownRecipients(t *testing.T) {
 
 // TestResultInClearWhenNoRecipient: a node that knows no central or
 // archive peer of the organisation stores the result in clear and counts
-// it in its status; the identical write again is a no-op and counts
-// nothing more.
+// it in its status and metrics; the identical write again is a no-op and
+// counts nothing more.
 func TestResultInClearWhenNoRecipient(t *testing.T) {
 	n := startRoles(t, schema.RoleCentral, schema.RoleVM)
 	putResultPrerequisites(t, n)
@@ -163,6 +163,10 @@ func TestResultInClearWhenNoRecipient(t *testing.T) {
 	}
 	if c := unsealedCount(t, n); c != 1 {
 		t.Fatalf("results_unsealed = %d; want 1", c)
+	}
+	m, err := (&Client{Addr: n.APIAddr(), Token: n.Token()}).Metrics(context.Background())
+	if want := `examnode_results_unsealed{org="C1"} 1`; err != nil || !strings.Contains(string(m), want) {
+		t.Fatalf("metrics lack %s: %v", want, err)
 	}
 }
 

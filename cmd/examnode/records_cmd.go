@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/examnode/examnode/bundle"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -115,6 +116,9 @@ func recordsGetCmd(e *env) *cobra.Command {
 				return e.printJSON(r)
 			}
 			fmt.Fprintf(e.stdout, "%s in %s (schema %d)\n", r.Key(), r.Org, r.Schema)
+			if r.StoredSealed {
+				fmt.Fprintln(e.stdout, sealedNote(r))
+			}
 			var body any
 			if err := json.Unmarshal(r.Body, &body); err != nil {
 				return err
@@ -253,4 +257,12 @@ stopped uncleanly and some changes may be missing: re-list the records.`,
 	c.Flags().IntVar(&limit, "limit", 0, "at most this many changes (default 100)")
 	c.Flags().DurationVar(&wait, "wait", 0, "wait up to this long for a change if there is none yet")
 	return c
+}
+
+// sealedNote says how a result sealed in the store is shown.
+func sealedNote(r node.RecordView) string {
+	if bundle.IsSealedResult(r.Record) {
+		return "sealed in the store to central and the archive: this node is not a recipient, so the variables are not shown"
+	}
+	return "sealed in the store; shown in clear because this node is a recipient"
 }
