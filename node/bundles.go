@@ -533,18 +533,30 @@ func (n *Node) knownMembership(ctx context.Context, p peer.ID) (policy.Membershi
 	return mb, err == nil
 }
 
-// sealRecipients lists the peers org's bundles and result bodies are
-// sealed to: policy.SealRecipients over the central and archive peers this
-// node knows, those remembered under /node/recipients and those in its
-// peer book now (so that a result written just after central connected,
-// before a bundle round remembered it, is sealed to central). On a gated
-// node only memberships the authority signed and that are valid now count.
+// sealRecipients lists the peers org's bundles are sealed to:
+// policy.SealRecipients over the central and archive peers this node
+// knows (knownRecipients).
+func (n *Node) sealRecipients(ctx context.Context, org string) ([]string, error) {
+	members, err := n.knownRecipients(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return policy.SealRecipients(org, members), nil
+}
+
+// knownRecipients returns the memberships of the central and archive peers
+// this node knows, for sealing bundles and result bodies: those remembered
+// under /node/recipients and those in its peer book now (so that a result
+// written just after central connected, before a bundle round remembered
+// it, is sealed to central). On a gated node only memberships the
+// authority signed and that are valid now count; on an open one, the roles
+// and organisations peers announce.
 //
 // The peers of the node's configuration (Config.Peers) count once their
 // role is known this way, from their membership or hello: the
 // configuration names a peer's address and ID but not its role, and
 // sealing to a peer of unknown role could hand a result to another VM.
-func (n *Node) sealRecipients(ctx context.Context, org string) ([]string, error) {
+func (n *Node) knownRecipients(ctx context.Context) ([]policy.Membership, error) {
 	res, err := n.store.Datastore().Query(ctx, query.Query{Prefix: recipientPrefix.String()})
 	if err != nil {
 		return nil, err
@@ -566,6 +578,9 @@ func (n *Node) sealRecipients(ctx context.Context, org string) ([]string, error)
 	}
 	members := make([]policy.Membership, 0, len(known))
 	for _, kr := range known {
+		if kr.Role != string(schema.RoleCentral) && kr.Role != string(schema.RoleArchive) {
+			continue // not a recipient: skip the signature check (a gated node remembers every VM too)
+		}
 		if trust == nil {
 			members = append(members, policy.Membership{Peer: kr.Peer, Role: schema.Role(kr.Role), Orgs: kr.Orgs, AllOrgs: kr.AllOrgs})
 			continue
@@ -575,7 +590,7 @@ func (n *Node) sealRecipients(ctx context.Context, org string) ([]string, error)
 			members = append(members, mb)
 		}
 	}
-	return policy.SealRecipients(org, members), nil
+	return members, nil
 }
 
 // ---- making bundles (VM) ----

@@ -4,10 +4,10 @@ package node
 //
 // A result's variables are sealed on the VM that writes the result
 // through the API (writeChecked), before the record is signed and stored:
-// bundle.SealResult encrypts their JSON with age to
+// bundle.SealResult encrypts their JSON with age to policy.ResultRecipients,
 //
 //   - the organisation's central and archive peers this node knows
-//     (sealRecipients, the function bundles are sealed with: remembered
+//     (knownRecipients, which bundles are sealed to as well: remembered
 //     under /node/recipients, or in the peer book now; configured peers
 //     count once their role is known), and
 //   - the writing node itself, so that it can read its own result, build
@@ -41,12 +41,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 
 	"github.com/examnode/examnode/bundle"
+	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -103,21 +103,18 @@ func (n *Node) openOwn(rec schema.Record) (schema.Record, error) {
 }
 
 // sealResult returns the form in which this node stores rec, a result in
-// clear written through its API, and its encoding: sealed to the
-// organisation's recipients and this node, or, when no recipient but
-// this node is known, rec itself (sealed is false; see the fallback
-// above).
+// clear written through its API: sealed to policy.ResultRecipients (the
+// organisation's central and archive peers and this node), or, when no
+// recipient but this node is known, rec itself (sealed is false; see the
+// fallback above).
 func (n *Node) sealResult(ctx context.Context, rec schema.Record) (stored schema.Record, sealed bool, err error) {
-	recips, err := n.sealRecipients(ctx, rec.Org)
+	members, err := n.knownRecipients(ctx)
 	if err != nil {
 		return schema.Record{}, false, err
 	}
-	me := n.ID().String()
-	if !slices.ContainsFunc(recips, func(p string) bool { return p != me }) {
+	recips := policy.ResultRecipients(rec.Org, n.ID().String(), members)
+	if recips == nil {
 		return rec, false, nil
-	}
-	if !slices.Contains(recips, me) {
-		recips = append(recips, me)
 	}
 	stored, err = bundle.SealResult(rec, recips)
 	if err != nil {

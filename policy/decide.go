@@ -247,6 +247,23 @@ func SealRecipients(org string, members []Membership) []string {
 	return slices.Compact(out)
 }
 
+// ResultRecipients lists the peers a result's variables are sealed to when
+// writer writes it in org: SealRecipients plus the writer itself (so that
+// it can read its own result, bundle it, and compare a re-write), sorted
+// and without duplicates. It is nil when members hold no central or archive
+// recipient of org other than the writer: the result can then be read by
+// nobody else, and the caller stores it in clear rather than lose it
+// (and says so).
+func ResultRecipients(org, writer string, members []Membership) []string {
+	out := SealRecipients(org, members)
+	if !slices.ContainsFunc(out, func(p string) bool { return p != writer }) {
+		return nil
+	}
+	out = append(out, writer)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // MayStoreProperty refuses (ErrForbiddenProperty, also wrapping
 // schema.ErrForbiddenProperty) a property name that must never enter a
 // replicated store: passwords, secrets, application and private keys, API

@@ -206,6 +206,34 @@ func TestSealRecipients(t *testing.T) {
 	}
 }
 
+func TestResultRecipients(t *testing.T) {
+	w := newWorld(t)
+	all := []policy.Membership{w.mVM1, w.mVM2, w.mVM3, w.mCentral, w.mArch}
+	mCentralVM := w.grant(t, w.central.id, schema.RoleVM, false, orgA)
+	tests := []struct {
+		name    string
+		org     string
+		writer  string
+		members []policy.Membership
+		want    []string
+	}{
+		{name: "central, archive and the writer", org: orgA, writer: w.vm1.id, members: all, want: sorted(w.central.id, w.arch.id, w.vm1.id)},
+		{name: "never another VM", org: orgA, writer: w.vm2.id, members: all, want: sorted(w.central.id, w.arch.id, w.vm2.id)},
+		{name: "only central known", org: orgA, writer: w.vm1.id, members: []policy.Membership{w.mVM1, w.mCentral}, want: sorted(w.central.id, w.vm1.id)},
+		{name: "only vms known: clear", org: orgA, writer: w.vm1.id, members: []policy.Membership{w.mVM1, w.mVM2}, want: nil},
+		{name: "nobody known: clear", org: orgA, writer: w.vm1.id, members: nil, want: nil},
+		{name: "the writer is the only central: clear", org: orgA, writer: w.central.id, members: []policy.Membership{w.mCentral, mCentralVM}, want: nil},
+		{name: "the writer is central, an archive exists", org: orgA, writer: w.central.id, members: []policy.Membership{w.mCentral, w.mArch}, want: sorted(w.central.id, w.arch.id)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := policy.ResultRecipients(tt.org, tt.writer, tt.members); !slices.Equal(got, tt.want) {
+				t.Errorf("ResultRecipients = %v; want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func sorted(s ...string) []string { slices.Sort(s); return s }
 
 func TestMayStoreProperty(t *testing.T) {
