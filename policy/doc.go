@@ -67,6 +67,11 @@
 // go-ds-crdt, so they cannot be signed: the crdt layer must refuse bare
 // deletes from the network or represent a delete as a signed record.
 //
+// Sealing (node, with package bundle): a bundle is sealed to
+// SealRecipients, a result's variables to ResultRecipients (the same peers
+// plus the VM that writes it); an empty ResultRecipients means no one else
+// could read the result, and the writer stores it in clear and says so.
+//
 // Keep refusals deterministic (a function of the record and the stored
 // state the DAG itself determines), or replicas that saw deltas in
 // different orders will diverge.
