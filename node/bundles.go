@@ -481,7 +481,7 @@ func (b *bundler) learnRecipients() {
 // meshRecipients lists what the peer book says of possible recipients.
 // Open: only central and archive peers matter, by the roles they announce.
 // Gated: every verified membership, so an archive can check a bundle's
-// signer after its VM is gone (sealRecipients keeps only central and
+// signer after its VM is gone (knownRecipients keeps only central and
 // archive ones).
 func (n *Node) meshRecipients() []knownRecipient {
 	m := n.mesh
