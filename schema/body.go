@@ -168,8 +168,9 @@ func (b Result) SealedBytes() ([]byte, error) {
 		return nil, invalid("body.sealed", "required", "is absent: the result is in clear")
 	}
 	raw, err := base64.StdEncoding.DecodeString(b.Sealed)
-	if err != nil {
-		return nil, invalid("body.sealed", "format", "is not standard base64 (RFC 4648, with padding)")
+	if err != nil || base64.StdEncoding.EncodeToString(raw) != b.Sealed {
+		// One spelling only: no line breaks, no stray padding bits.
+		return nil, invalid("body.sealed", "format", "is not standard base64 (RFC 4648, with padding, on one line)")
 	}
 	if !bytes.HasPrefix(raw, []byte(SealedResultFormat+"\n")) {
 		return nil, invalid("body.sealed", "format", "is not an age file ("+SealedResultFormat+")")

@@ -26,6 +26,8 @@ func FuzzDecode(f *testing.F) {
 		`{"schema":1,"kind":"executions","id":"e1.v2","org":"o","body":{"delivery":"d","test_taker":"t","state":"finished","started":"2026-01-01T00:00:00+14:00","finished":"2026-01-01T00:00:00.5-12:00","vm":"p","version":2,"previous":"e1"}}`,
 		`{"schema":1,"kind":"result-logs","id":"e.1","org":"o","body":{"execution":"e","seq":1,"at":"2026-01-01T00:00:00Z","event":"x","data":{ "a" : [ 1e5 , -0, "\u0041" ] }}}`,
 		`{"schema":1,"kind":"results","id":"e","org":"o","body":{"execution":"e","finished":"2026-01-01T00:00:00Z","variables":null}}`,
+		`{"schema":1,"kind":"results","id":"e","org":"o","body":{"execution":"e","finished":"2026-01-01T00:00:00Z","sealed":"YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOQ==","variables":null}}`,
+		`{"schema":1,"kind":"results","id":"e","org":"o","body":{"execution":"e","finished":"2026-01-01T00:00:00Z","sealed":"YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOQ==","variables":{}}}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -226,6 +226,7 @@ func TestValidateBodies(t *testing.T) {
 		{schema.KindResults, "", []any{"sealed", sealedBlob}, "body.variables", "absent", nil},
 		{schema.KindResults, "", []any{"variables", obj(), "sealed", sealedBlob}, "body.variables", "absent", nil},
 		{schema.KindResults, "", []any{"variables", del, "sealed", "not base64!"}, "body.sealed", "format", nil},
+		{schema.KindResults, "", []any{"variables", del, "sealed", sealedBlob[:20] + "\n" + sealedBlob[20:]}, "body.sealed", "format", nil},
 		{schema.KindResults, "", []any{"variables", del, "sealed", base64.StdEncoding.EncodeToString([]byte("-----BEGIN AGE ENCRYPTED FILE-----"))}, "body.sealed", "format", nil},
 		{schema.KindResults, "", []any{"variables", del, "sealed", strings.Repeat("A", schema.MaxSealedResult+4)}, "body.sealed", "length", nil},
 		{schema.KindResults, "", []any{"variables", del, "sealed", 7}, "body.sealed", "type", nil},
