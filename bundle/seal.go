@@ -16,9 +16,9 @@ import (
 	"github.com/examnode/examnode/schema"
 )
 
-// ErrNotRecipient is returned by Unseal when the payload was not sealed to
-// the key given.
-var ErrNotRecipient = errors.New("bundle: not a recipient of this sealed bundle")
+// ErrNotRecipient is returned by Unseal (and OpenResult) when the payload
+// was not sealed to the key given.
+var ErrNotRecipient = errors.New("bundle: not a recipient of this sealed bundle or result")
 
 // Sealing: a bundle travels and rests sealed with age (filippo.io/age, the
 // format of age-encryption.org/v1) to the archive and central peers of its
