@@ -81,7 +81,8 @@ func unsealedCount(t *testing.T, n *Node) int {
 // through the API is stored sealed: the stored bytes hold no variable, the
 // archive's key opens them, and the writer's API serves the result in
 // clear, marked stored_sealed. The identical write again is a no-op; a
-// different one is refused and changes nothing.
+// different one is refused and changes nothing. Variables too large to
+// seal into a record are refused before anything is stored.
 func TestResultSealedToKnownRecipients(t *testing.T) {
 	n := startRoles(t, schema.RoleCentral, schema.RoleVM)
 	ctx := context.Background()
@@ -98,6 +99,15 @@ func TestResultSealedToKnownRecipients(t *testing.T) {
 		t.Fatalf("recipients %v, %v; want the archive", rs, err)
 	}
 	putResultPrerequisites(t, n)
+	// Variables too large to seal into a record are refused, nothing stored.
+	big := `{"execution":"e1","finished":"` + t1 + `","variables":{"ESSAY":{"base_type":"string","cardinality":"single","value":"` +
+		strings.Repeat("x", 800_000) + `"}}}`
+	if a := call(t, n, "PUT", recPath(schema.KindResults, "e1"), []byte(big)); a.status != 400 || a.err.Field != "body.sealed" || a.err.Rule != "length" {
+		t.Fatalf("put of 800 kB of variables: %d %.300s; want 400 on body.sealed (length)", a.status, a.body)
+	}
+	if a := call(t, n, "GET", recPath(schema.KindResults, "e1"), nil); a.status != 404 {
+		t.Fatalf("after the refused put: %d %.300s; want 404", a.status, a.body)
+	}
 	body := fixtures[schema.KindResults][1]
 	if a := call(t, n, "PUT", recPath(schema.KindResults, "e1"), []byte(body)); a.status != 200 {
 		t.Fatalf("put: %d %s", a.status, a.body)
