@@ -265,7 +265,7 @@ func (r *Report) writeHeader(b *strings.Builder, command string) {
 	m := r.Machine
 	p := r.Params
 	fmt.Fprintf(b, "# examnode benchmarks\n\n")
-	fmt.Fprintf(b, "Produced by `%s` on %s, in %s.\n\n", command,
+	fmt.Fprintf(b, "Produced by `%s` on %s; the workload runs took %s (the large catch-up and central scale, when present, come after them).\n\n", command,
 		r.Started.UTC().Format("2006-01-02 15:04 MST"), time.Duration(r.Seconds*float64(time.Second)).Round(time.Second))
 	cpu := fmt.Sprintf("%d CPUs", m.CPUs)
 	if m.CPUModel != "" {

@@ -121,3 +121,50 @@ func TargetsMarkdown(stack string, vs []Verdict) string {
 // FormatNumber formats v as the report does: thousands grouped, at most
 // three significant decimals.
 func FormatNumber(v float64) string { return formatNumber(v) }
+
+// ScaleOrgs is the organisation count central's targets hold at.
+const ScaleOrgs = 200
+
+// ScaleFigures is what the central-scale measurement found at one
+// organisation count (integration.RunScale measures it).
+type ScaleFigures struct {
+	Orgs           int
+	IdleCPUPercent float64 // of one core
+	RSSMiB         float64
+	WriteMaxSecs   float64 // slowest write on central to reach its VM
+}
+
+// ScaleTargets are central's targets at ScaleOrgs organisations.
+var ScaleTargets = []Target{
+	{What: "central at 200 organisations: idle CPU < 5% of one core", Workload: "central-scale", Figure: "idle CPU", Limit: 5, Unit: "%"},
+	{What: "central at 200 organisations: RSS < 1 GiB", Workload: "central-scale", Figure: "RSS", Limit: 1024, Unit: "MiB"},
+	{What: "central at 200 organisations: a write reaches its VM ≤ 2 s (slowest sampled)", Workload: "central-scale", Figure: "write→VM max", Limit: 2, Unit: "s"},
+}
+
+// CheckScale checks ScaleTargets against the run at ScaleOrgs, if any.
+// Idle CPU and RSS must be below their limits; the write time at most its.
+func CheckScale(runs []ScaleFigures) []Verdict {
+	out := make([]Verdict, 0, len(ScaleTargets))
+	var at *ScaleFigures
+	for i := range runs {
+		if runs[i].Orgs == ScaleOrgs {
+			at = &runs[i]
+		}
+	}
+	for _, t := range ScaleTargets {
+		v := Verdict{Target: t}
+		if at != nil {
+			v.Measured = true
+			switch t.Figure {
+			case "idle CPU":
+				v.Value, v.Met = at.IdleCPUPercent, at.IdleCPUPercent < t.Limit
+			case "RSS":
+				v.Value, v.Met = at.RSSMiB, at.RSSMiB < t.Limit
+			default:
+				v.Value, v.Met = at.WriteMaxSecs, at.WriteMaxSecs <= t.Limit
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}

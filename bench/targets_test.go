@@ -41,3 +41,30 @@ func TestCheckTargets(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckScaleTargets(t *testing.T) {
+	runs := []ScaleFigures{
+		{Orgs: 10, IdleCPUPercent: 1, RSSMiB: 50, WriteMaxSecs: 0.02},
+		{Orgs: 200, IdleCPUPercent: 5.0, RSSMiB: 118, WriteMaxSecs: 2},
+	}
+	vs := CheckScale(runs)
+	if len(vs) != len(ScaleTargets) {
+		t.Fatalf("%d verdicts, want %d", len(vs), len(ScaleTargets))
+	}
+	// 5.0% is not under 5%; 118 MiB is under 1 GiB; 2 s is within 2 s.
+	for i, want := range []bool{false, true, true} {
+		if !vs[i].Measured || vs[i].Met != want {
+			t.Errorf("%s: measured %v met %v (value %v), want met %v", vs[i].What, vs[i].Measured, vs[i].Met, vs[i].Value, want)
+		}
+	}
+	// Without a run at 200 organisations nothing is measured.
+	for _, v := range CheckScale(runs[:1]) {
+		if v.Measured {
+			t.Errorf("%s measured from a run at 10 organisations", v.What)
+		}
+	}
+	md := TargetsMarkdown("examnode", append(Check("examnode", Targets), vs...))
+	if !strings.Contains(md, "Not met in this run: "+ScaleTargets[0].What) {
+		t.Errorf("markdown does not name the unmet scale target:\n%s", md)
+	}
+}

@@ -85,6 +85,7 @@ is the point); a full run takes about half an hour.`,
 				}
 				writeLarge(&md, big)
 			}
+			var scaleRuns []bench.ScaleFigures
 			if len(scale) > 0 && scale[0] > 0 {
 				res, err := integration.RunScale(cmd.Context(), integration.ScaleOptions{
 					Exe: []string{exe}, Orgs: scale, Idle: scaleIdle, Progress: e.stderr,
@@ -93,10 +94,15 @@ is the point); a full run takes about half an hour.`,
 					return err
 				}
 				writeScale(&md, res, scaleIdle)
+				for _, r := range res {
+					scaleRuns = append(scaleRuns, bench.ScaleFigures{Orgs: r.Orgs, IdleCPUPercent: r.IdleCPUPercent,
+						RSSMiB: float64(r.RSSBytes) / (1 << 20), WriteMaxSecs: r.WriteMax})
+				}
 			}
 			if slices.Contains(rep.Stacks, "examnode") {
-				fmt.Fprintf(&md, "\n## Targets\n\nexamnode's targets (issue 4), checked against the figures above; central scale is in its own table.\n\n%s",
-					bench.TargetsMarkdown("examnode", bench.Check("examnode", bench.Targets, rep, big)))
+				vs := append(bench.Check("examnode", bench.Targets, rep, big), bench.CheckScale(scaleRuns)...)
+				fmt.Fprintf(&md, "\n## Targets\n\nexamnode's targets (issue 4), checked against the figures above.\n\n%s",
+					bench.TargetsMarkdown("examnode", vs))
 			}
 			if e.json {
 				return rep.JSON(e.stdout)
