@@ -2,6 +2,8 @@ package mesh
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -38,6 +40,21 @@ func mdnsServiceName(network string) string {
 
 type mdnsNotifee struct{ m *Mesh }
 
+// Dialling a peer found on the LAN. The two ends of a pair usually find
+// each other in the same moment, and two TCP dials that cross between
+// ports both ends reuse can become one connection on which both sides send
+// a TLS ClientHello: the handshake fails on both ends and neither is
+// connected. mdns reports a peer once, so nothing would try again. Hence:
+// of a pair, the end with the lower peer ID dials at once and the other
+// waits lanDialDelay (and dials only if still not connected); a failed
+// dial is tried again after a growing, jittered wait, up to
+// lanDialAttempts times.
+const (
+	lanDialDelay    = 2 * time.Second
+	lanDialAttempts = 6
+	lanDialMaxWait  = 30 * time.Second
+)
+
 // HandlePeerFound records a peer found on the LAN and dials it. mdns calls
 // it on a goroutine of its own, also while the mesh is closing.
 func (n mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
@@ -67,14 +84,43 @@ func (n mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 	}
 	go func() {
 		defer m.wg.Done()
-		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
-		err := m.host.Connect(ctx, ai)
-		cancel()
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		s.dialing = false
-		if err != nil && m.ctx.Err() == nil && m.host.Network().Connectedness(ai.ID) != network.Connected {
-			s.lastError = "dial (found on the LAN): " + err.Error()
+		defer func() {
+			m.mu.Lock()
+			s.dialing = false
+			m.mu.Unlock()
+		}()
+		var wait time.Duration
+		if ai.ID < m.host.ID() {
+			wait = lanDialDelay // the other end dials first
+		}
+		for attempt := range lanDialAttempts {
+			if wait > 0 {
+				t := time.NewTimer(wait + rand.N(wait/2+1))
+				select {
+				case <-t.C:
+				case <-m.ctx.Done():
+					t.Stop()
+					return
+				}
+			}
+			if m.host.Network().Connectedness(ai.ID) == network.Connected {
+				return
+			}
+			ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+			if attempt > 0 {
+				// The swarm would refuse a dial this soon after a failed one
+				// (its own dial backoff); this loop is the backoff here.
+				ctx = network.WithForceDirectDial(ctx, "retry of a peer found on the LAN")
+			}
+			err := m.host.Connect(ctx, ai)
+			cancel()
+			if err == nil || m.ctx.Err() != nil || m.host.Network().Connectedness(ai.ID) == network.Connected {
+				return
+			}
+			m.mu.Lock()
+			s.lastError = fmt.Sprintf("dial (found on the LAN, attempt %d of %d): %v", attempt+1, lanDialAttempts, err)
+			m.mu.Unlock()
+			wait = min(time.Duration(attempt+1)*time.Second, lanDialMaxWait)
 		}
 	}()
 }
