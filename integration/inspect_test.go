@@ -10,12 +10,17 @@ import (
 
 // A connected peer that has not yet fetched this node's last commit shows
 // behind by one delta, in the API and in the metrics, until the sampler's
-// reconciling exchange finds it caught up. Gossip is dropped, so the
-// heads travel only by exchange and the order of events is fixed: the
-// exchange after vm1's commit carries central's heads from before it.
+// reconciling exchange finds it caught up. Gossip is dropped and the heads
+// push after merges is off, so heads travel only by the sampler's
+// exchanges (seconds apart) and the order of events is fixed: the exchange
+// after vm1's commit carries central's heads from before it, and vm1 sees
+// central behind until its next exchange. (With the push on, central tells
+// vm1 its new heads within milliseconds: too short a state to observe
+// reliably on a loaded machine.)
 func TestConnectedPeerBehindThenInSync(t *testing.T) {
 	opts := testTuning()
 	opts.DropGossip = true
+	opts.Tuning.HeadsPush = -1
 	c := makeN(t, 2, opts)
 	ctx := context.Background()
 	central, vm1 := c.Node(0), c.Node(1)

@@ -102,6 +102,12 @@ type Tuning struct {
 	RebroadcastInterval Duration `json:"rebroadcast_interval,omitzero"`
 	RedialMax           Duration `json:"redial_max,omitzero"`
 	GroupWindow         Duration `json:"group_window,omitzero"`
+	// HeadsPush is how often the heads watcher looks for replicas whose
+	// heads changed and tells peers at once (held.go): 100ms by default.
+	// Negative turns the push off: peers then learn new heads at the next
+	// exchange (the sampler's reconciling one, within seconds, or the
+	// periodic one).
+	HeadsPush Duration `json:"heads_push,omitzero"`
 }
 
 // DefaultConfig returns a configuration for one role and organisation.

@@ -129,8 +129,14 @@ func (n *Node) watchHeads() {
 			last[org] = hs
 		}
 	}
+	every := headsWatch
+	if d := time.Duration(n.cfg.Tuning.HeadsPush); d < 0 {
+		return // off: peers learn new heads at the next exchange
+	} else if d > 0 {
+		every = d
+	}
 	look(n.Orgs(), true)
-	t := time.NewTicker(headsWatch)
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for tick := 1; ; tick++ {
 		select {
