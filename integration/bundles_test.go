@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -518,4 +519,56 @@ func gatedBundleCluster(t *testing.T) *Cluster {
 	}
 	waitConnected(t, c)
 	return c
+}
+
+// TestCentralExportsABundleItDoesNotHold: with no archive, a bundle lives
+// on the VMs of the centre, sealed to central. Central's export fetches it
+// from a VM, unseals and verifies it, and keeps no copy afterwards; a VM,
+// not a recipient, cannot export it.
+func TestCentralExportsABundleItDoesNotHold(t *testing.T) {
+	c := NewCluster(t.TempDir(), bundleOpts())
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	ctx := context.Background()
+	if _, err := c.Add(ctx, Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{org}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Add(ctx, Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
+		t.Fatal(err)
+	}
+	waitConnected(t, c)
+	central, vm := c.Node(0), c.Node(1)
+	waitRecipient(t, vm, central)
+	finishExecution(t, vm, "e1")
+	made := waitBundle(t, central, "e1", "listed on central", func(b node.BundleStatus) bool { return b.Root != "" })
+	if hasBlock(t, central, made.Root) {
+		t.Fatal("central holds the bundle's payload before any export")
+	}
+
+	plain, err := client(central).BundleFile(ctx, org, "e1", "archive")
+	if err != nil {
+		t.Fatalf("export on central: %v", err)
+	}
+	info, err := bundle.VerifyArchive(bytes.NewReader(plain))
+	if err != nil {
+		t.Fatalf("the exported archive does not verify: %v", err)
+	}
+	if info.Execution != "e1" || info.SHA256 != made.SHA256 || info.Signer != vm.ID().String() {
+		t.Fatalf("exported %+v; the bundle record says %s signed by %s", info, made.SHA256, made.Signer)
+	}
+	if hasBlock(t, central, made.Root) {
+		t.Fatal("central kept the payload it fetched for the export")
+	}
+	// A second export fetches it again.
+	if again, err := client(central).BundleFile(ctx, org, "e1", "archive"); err != nil || !bytes.Equal(again, plain) {
+		t.Fatalf("second export: %d bytes, %v", len(again), err)
+	}
+	// The VM holds the payload but is not a recipient.
+	var ae *node.APIError
+	if _, err := client(vm).BundleFile(ctx, org, "e1", "archive"); !errors.As(err, &ae) {
+		t.Fatalf("export on the VM: %v; want an API error", err)
+	}
 }

@@ -173,6 +173,9 @@ func (n *Node) Bundles(ctx context.Context, org string) ([]BundleStatus, error) 
 
 // BundleArchive returns a bundle's unsealed archive, verified. Only a
 // recipient (an archive or central node of the organisation) can read it.
+// Central holds no copies of bundles: asked for one it does not hold, it
+// fetches the payload from the peers that do (the VMs of the centre, an
+// archive), reads it, and deletes its copy again.
 func (n *Node) BundleArchive(ctx context.Context, org, id string) ([]byte, error) {
 	rep, err := n.Replica(org)
 	if err != nil {
@@ -194,8 +197,29 @@ func (n *Node) BundleArchive(ctx context.Context, org, id string) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
+	b := n.bundles.Load()
+	onDemand := b != nil && n.cfg.Has(schema.RoleCentral) && !n.cfg.Has(schema.RoleArchive)
+	if onDemand {
+		// One export at a time per bundle: another would delete the copy
+		// this one reads.
+		unlock := recordLocks.lock(fmt.Sprintf("%p/export/%s", n, root))
+		defer unlock()
+	}
 	if _, err := n.payloadBlocks(ctx, root); err != nil {
-		return nil, fmt.Errorf("%w: %s in %s: %v (not fetched yet, dropped, or deleted by retention)", ErrPayloadGone, id, org, err)
+		if !onDemand {
+			return nil, fmt.Errorf("%w: %s in %s: %v (not fetched yet, dropped, or deleted by retention)", ErrPayloadGone, id, org, err)
+		}
+		if ferr := b.fetchPayload(ctx, root); ferr != nil {
+			return nil, fmt.Errorf("%w: %s in %s: central holds no copy and no peer gave one: %v", ErrPayloadGone, id, org, ferr)
+		}
+		defer func() {
+			if err := n.deletePayload(context.WithoutCancel(ctx), root); err != nil {
+				n.log.Warn("could not delete a bundle copy fetched for export", "org", org, "bundle", id, "err", err)
+			}
+		}()
+		if _, err := n.payloadBlocks(ctx, root); err != nil {
+			return nil, fmt.Errorf("%w: %s in %s: %v", ErrPayloadGone, id, org, err)
+		}
 	}
 	sealed, err := n.readPayload(ctx, root)
 	if err != nil {

@@ -107,7 +107,8 @@ func bundleExportCmd(e *env) *cobra.Command {
 		Long: `Export writes, into DIR (new or empty): bundle.tar.gz, bundle.tar.gz.sha256,
 MANIFEST.sha256, MANIFEST.sha256.sig, the content files, and bundle.tar.gz.tsq /
 .tsr if the bundle is time-stamped. Only an archive or central node can read a
-bundle (it is sealed to them). In DIR, 'sha256sum -c MANIFEST.sha256' checks the
+bundle (it is sealed to them). Central holds no copies: it fetches one from the
+VMs or an archive for the export and deletes it after. In DIR, 'sha256sum -c MANIFEST.sha256' checks the
 files and 'openssl ts -verify -in bundle.tar.gz.tsr -data bundle.tar.gz -CAfile
 <the TSA's CA>' checks the time-stamp.`,
 		Example: `  examnode bundle export e1 ./e1
