@@ -163,11 +163,8 @@ func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 		t.Fatalf("write with the disk filled by another file: %v, want ErrDiskFull", err)
 	}
 	check("filled by another file")
-	deadline := time.Now().Add(10 * time.Second)
-	for s.ballast.present() && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond) // the monitor gives the ballast back
-	}
-	if s.ballast.present() {
+	// The monitor gives the ballast back.
+	if !waitUntil(t, 10*time.Second, 50*time.Millisecond, func() bool { return !s.ballast.present() }) {
 		t.Fatal("the ballast was not given back with the disk full")
 	}
 
@@ -187,13 +184,11 @@ func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 	}
 	start := time.Now()
 	var err error
-	for i := 0; i < 200; i++ {
-		if err = r.Put(ctx, "/results/after-space", value); err == nil {
-			break
-		}
-		time.Sleep(spaceRecheck)
-	}
-	if err != nil {
+	accepted := waitUntil(t, 200*spaceRecheck, spaceRecheck, func() bool {
+		err = r.Put(ctx, "/results/after-space", value)
+		return err == nil
+	})
+	if !accepted {
 		t.Fatalf("after the filler was removed: %v", err)
 	}
 	t.Logf("writes accepted %s after the filler was removed", time.Since(start).Round(time.Millisecond))
@@ -201,4 +196,24 @@ func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 		t.Fatalf("a refused write was stored after all: %v", err)
 	}
 	closeAll()
+}
+
+// waitUntil calls cond every interval until it holds or timeout has passed
+// (or the test ends), and says whether it held.
+func waitUntil(t *testing.T, timeout, interval time.Duration, cond func() bool) bool {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline.C:
+			return cond()
+		case <-tick.C:
+		case <-t.Context().Done():
+			return false
+		}
+	}
+	return true
 }

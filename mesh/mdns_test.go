@@ -58,23 +58,12 @@ func TestLANDialRetriesAFailedDial(t *testing.T) {
 		}
 		return ""
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for !strings.Contains(lastError(), "attempt 1 of") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the first dial did not fail as expected; last error %q", lastError())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll(t, "the first dial fails (nothing listens yet)", func() bool { return strings.Contains(lastError(), "attempt 1 of") })
 
 	b, err := New(Options{Network: netName, ListenAddrs: []string{addr.String()}}, Deps{Key: kb})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Close() })
-	for a.host.Network().Connectedness(idb) != network.Connected {
-		if time.Now().After(deadline) {
-			t.Fatalf("a never connected to b after b came up; last error %q", lastError())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll(t, "a connects to b once b is up (a retried dial)", func() bool { return a.host.Network().Connectedness(idb) == network.Connected })
 }
