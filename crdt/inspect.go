@@ -23,7 +23,6 @@ import (
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
-	"github.com/ipfs/go-datastore/query"
 	"github.com/ipfs/go-ds-crdt/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -114,20 +113,7 @@ func (r *Replica) delta(ctx context.Context, c cid.Cid) (height uint64, links []
 
 // DAGSize counts the DAG nodes (deltas) this replica has processed.
 func (r *Replica) DAGSize(ctx context.Context) (int, error) {
-	p := Namespace(r.org).ChildString("b").String()
-	res, err := r.store.Datastore().Query(ctx, query.Query{Prefix: p, KeysOnly: true})
-	if err != nil {
-		return 0, err
-	}
-	defer res.Close()
-	n := 0
-	for e := range res.Next() {
-		if e.Error != nil {
-			return n, e.Error
-		}
-		n++
-	}
-	return n, nil
+	return r.countKeys(ctx, Namespace(r.org).ChildString("b").String(), func(string) bool { return true })
 }
 
 // HeadsComparison is how a peer's heads (from its last exchange) compare

@@ -534,7 +534,13 @@ func (r *Replica) Count(ctx context.Context, prefix string) (int, error) {
 	if prefix != "" && prefix != "/" {
 		p = keys.Child(ds.NewKey(prefix)).String()
 	}
-	res, err := r.store.Datastore().Query(ctx, query.Query{Prefix: p, KeysOnly: true})
+	return r.countKeys(ctx, p, func(k string) bool { return strings.HasSuffix(k, "/v") })
+}
+
+// countKeys counts the store's keys under prefix for which keep holds
+// (keys only: values are not read).
+func (r *Replica) countKeys(ctx context.Context, prefix string, keep func(key string) bool) (int, error) {
+	res, err := r.store.Datastore().Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
 	if err != nil {
 		return 0, err
 	}
@@ -544,7 +550,7 @@ func (r *Replica) Count(ctx context.Context, prefix string) (int, error) {
 		if e.Error != nil {
 			return n, e.Error
 		}
-		if strings.HasSuffix(e.Key, "/v") {
+		if keep(e.Key) {
 			n++
 		}
 	}
@@ -559,21 +565,7 @@ func (r *Replica) countView(ctx context.Context, prefix string) (int, error) {
 	if prefix != "" && prefix != "/" {
 		p = base + ds.NewKey(prefix).String()
 	}
-	res, err := r.store.Datastore().Query(ctx, query.Query{Prefix: p, KeysOnly: true})
-	if err != nil {
-		return 0, err
-	}
-	defer res.Close()
-	n := 0
-	for e := range res.Next() {
-		if e.Error != nil {
-			return n, e.Error
-		}
-		if !IsReserved(strings.TrimPrefix(e.Key, base)) {
-			n++
-		}
-	}
-	return n, nil
+	return r.countKeys(ctx, p, func(k string) bool { return !IsReserved(strings.TrimPrefix(k, base)) })
 }
 
 // Stats describes a replica's replication state.
