@@ -182,41 +182,8 @@ func decide(key string, elems []element, l lookups) decision {
 	}
 	var ok []cand
 	for _, e := range elems {
-		v := &verdict{}
-		sr, err := policy.DecodeSigned(e.Value)
-		if err != nil {
-			v.Reason, v.Err = reasonOf(err), fmt.Errorf("%s: not a signed record: %w", key, err)
-			d.Verdicts[e.Block] = v
-			continue
-		}
-		v.Writer, v.Serial, v.Seq = sr.Writer, sr.Membership, sr.Seq
-		if !slices.Contains(d.Serials, sr.Membership) {
-			d.Serials = append(d.Serials, sr.Membership)
-		}
-		m, known := l.members(sr.Membership)
-		if !known {
-			// CheckSigned verifies the signature once the membership is
-			// known; a forgery is refused now rather than parked.
-			if err := policy.VerifySigned(sr); err != nil {
-				v.Reason, v.Err = reasonOf(err), err
-				d.Verdicts[e.Block] = v
-				continue
-			}
-			v.Parked, v.Reason, v.Dep = true, ReasonUnknownMembership, MembershipKey(sr.Membership)
-			v.Err = fmt.Errorf("membership %s of writer %s has not arrived here yet; decided again when it does", sr.Membership, sr.Writer)
-			d.Verdicts[e.Block] = v
-			continue
-		}
-		// Memberships in l.members were verified when they were stored.
-		if err := policy.CheckSignedVerified(sr, m, l.revs, l.trust, l.now); err != nil {
-			v.Reason, v.Err = reasonOf(err), err
-			d.Verdicts[e.Block] = v
-			continue
-		}
-		rec, err := schema.Decode(sr.Record)
-		if err != nil {
-			v.Reason, v.Err = reasonOf(err), err
-			d.Verdicts[e.Block] = v
+		sr, m, rec, v, valid := signedElement(key, "record", e, l, &d)
+		if !valid {
 			continue
 		}
 		wc := policy.WriteContext{Writer: m, Org: l.org, Key: key, Record: rec}
@@ -386,37 +353,8 @@ func decideDeletion(key string, elems []element, l lookups, d *decision) {
 	var bestAt time.Time
 	for i := range elems {
 		e := &elems[i]
-		v := &verdict{}
-		sr, err := policy.DecodeSigned(e.Value)
-		if err != nil {
-			v.Reason, v.Err = reasonOf(err), fmt.Errorf("%s: not a signed deletion: %w", key, err)
-			d.Verdicts[e.Block] = v
-			continue
-		}
-		v.Writer, v.Serial, v.Seq = sr.Writer, sr.Membership, sr.Seq
-		if !slices.Contains(d.Serials, sr.Membership) {
-			d.Serials = append(d.Serials, sr.Membership)
-		}
-		m, known := l.members(sr.Membership)
-		if !known {
-			if err := policy.VerifySigned(sr); err != nil {
-				v.Reason, v.Err = reasonOf(err), err
-			} else {
-				v.Parked, v.Reason, v.Dep = true, ReasonUnknownMembership, MembershipKey(sr.Membership)
-				v.Err = fmt.Errorf("membership %s of writer %s has not arrived here yet; decided again when it does", sr.Membership, sr.Writer)
-			}
-			d.Verdicts[e.Block] = v
-			continue
-		}
-		if err := policy.CheckSignedVerified(sr, m, l.revs, l.trust, l.now); err != nil {
-			v.Reason, v.Err = reasonOf(err), err
-			d.Verdicts[e.Block] = v
-			continue
-		}
-		rec, err := schema.Decode(sr.Record)
-		if err != nil {
-			v.Reason, v.Err = reasonOf(err), err
-			d.Verdicts[e.Block] = v
+		sr, m, rec, v, valid := signedElement(key, "deletion", *e, l, d)
+		if !valid {
 			continue
 		}
 		if rec.Key() != target || rec.Org != l.org {
@@ -437,4 +375,50 @@ func decideDeletion(key string, elems []element, l lookups, d *decision) {
 	if best != nil {
 		d.Value = best.Value
 	}
+}
+
+// signedElement is what decide and decideDeletion check first of every
+// element: it is a signed record (what names it in the error); its
+// writer's membership is known here (else it is parked until it arrives,
+// unless its signature is already false: a forgery is refused now); it is
+// valid and not revoked when it signed (policy.CheckSignedVerified:
+// memberships in l.members were verified when they were stored); and it
+// holds a record. It notes the membership in d.Serials. If the element
+// fails, its verdict is set in d and valid is false; otherwise v is the
+// element's verdict, filled with its writer, for the caller's later
+// checks.
+func signedElement(key, what string, e element, l lookups, d *decision) (sr policy.SignedRecord, m policy.Membership, rec schema.Record, v *verdict, valid bool) {
+	v = &verdict{}
+	sr, err := policy.DecodeSigned(e.Value)
+	if err != nil {
+		v.Reason, v.Err = reasonOf(err), fmt.Errorf("%s: not a signed %s: %w", key, what, err)
+		d.Verdicts[e.Block] = v
+		return sr, m, rec, v, false
+	}
+	v.Writer, v.Serial, v.Seq = sr.Writer, sr.Membership, sr.Seq
+	if !slices.Contains(d.Serials, sr.Membership) {
+		d.Serials = append(d.Serials, sr.Membership)
+	}
+	m, known := l.members(sr.Membership)
+	if !known {
+		if err := policy.VerifySigned(sr); err != nil {
+			v.Reason, v.Err = reasonOf(err), err
+		} else {
+			v.Parked, v.Reason, v.Dep = true, ReasonUnknownMembership, MembershipKey(sr.Membership)
+			v.Err = fmt.Errorf("membership %s of writer %s has not arrived here yet; decided again when it does", sr.Membership, sr.Writer)
+		}
+		d.Verdicts[e.Block] = v
+		return sr, m, rec, v, false
+	}
+	if err := policy.CheckSignedVerified(sr, m, l.revs, l.trust, l.now); err != nil {
+		v.Reason, v.Err = reasonOf(err), err
+		d.Verdicts[e.Block] = v
+		return sr, m, rec, v, false
+	}
+	if rec, err = schema.Decode(sr.Record); err != nil {
+		v.Reason, v.Err = reasonOf(err), err
+		d.Verdicts[e.Block] = v
+		return sr, m, rec, v, false
+	}
+	return sr, m, rec, v, true
 }
