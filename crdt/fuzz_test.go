@@ -4,13 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/ipfs/boxo/blockstore"
@@ -18,6 +14,8 @@ import (
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
+
+	"github.com/examnode/examnode/internal/fuzzseed"
 )
 
 // Fuzz targets of the bytes peers send the crdt layer: head announcements
@@ -26,25 +24,6 @@ import (
 // checked in under testdata/fuzz/<FuzzName>/ (regenerate them with
 // EXAMNODE_WRITE_FUZZ_CORPUS=1 go test -run='^Fuzz' ./crdt), beside the
 // malformed inputs and regressions.
-
-// seed adds data to f's seed corpus and, with EXAMNODE_WRITE_FUZZ_CORPUS
-// set, writes it to testdata/fuzz/<f.Name()>/.
-func seed(f *testing.F, data []byte) {
-	f.Helper()
-	f.Add(data)
-	if os.Getenv("EXAMNODE_WRITE_FUZZ_CORPUS") == "" {
-		return
-	}
-	dir := filepath.Join("testdata", "fuzz", f.Name())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
-	if err := os.WriteFile(filepath.Join(dir, "seed-"+hex.EncodeToString(sum[:8])), []byte(body), 0o644); err != nil {
-		f.Fatal(err)
-	}
-}
 
 func memBlockstore() blockstore.Blockstore {
 	return blockstore.NewBlockstore(dssync.MutexWrap(ds.NewMapDatastore()))
@@ -113,16 +92,16 @@ func FuzzDecodeHeads(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		seed(f, b)
+		fuzzseed.Add(f, b)
 		if len(b) > 2 {
-			seed(f, b[:len(b)-1])
+			fuzzseed.Add(f, b[:len(b)-1])
 			c := bytes.Clone(b)
 			c[3] ^= 0xff
-			seed(f, c)
+			fuzzseed.Add(f, c)
 		}
 	}
 	for _, s := range []string{"\x0a\x00", "\x0a\x02\x0a\x00", "\x0a\x05\x0a\x03\x01\x55\x00", "\xff", "\x08\x96\x01", "not protobuf"} {
-		seed(f, []byte(s))
+		fuzzseed.Add(f, []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		heads, err := DecodeHeads(data)
@@ -164,7 +143,7 @@ func FuzzServePull(f *testing.F) {
 		ok[:len(ok)/2],
 		[]byte("\x02{}"), []byte("\x04null"), []byte("\xff\xff\xff\xff\x0f"), []byte("\x05{\"org"), {},
 	} {
-		seed(f, b)
+		fuzzseed.Add(f, b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var out bytes.Buffer
@@ -226,12 +205,12 @@ func FuzzPullAnswer(f *testing.F) {
 		append(pullFrame(f, pullStatus{}), 0x24, 0x01),
 		[]byte("\x02{}\x01\x00"), []byte("\x02{}\xff\xff\xff\xff\x0f"), {},
 	} {
-		seed(f, b)
+		fuzzseed.Add(f, b)
 	}
 	// One block whose data does not match its CID.
 	bad := bytes.Clone(full)
 	bad[len(bad)-3] ^= 0x01
-	seed(f, bad)
+	fuzzseed.Add(f, bad)
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dst := memBlockstore()

@@ -5,11 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -19,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/examnode/examnode/internal/fuzzseed"
 	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
@@ -28,25 +24,6 @@ import (
 // also checked in under testdata/fuzz/<FuzzName>/ (regenerate them with
 // EXAMNODE_WRITE_FUZZ_CORPUS=1 go test -run='^Fuzz' ./mesh), next to the
 // malformed inputs and the regressions the fuzzer found.
-
-// seed adds data to f's seed corpus and, with EXAMNODE_WRITE_FUZZ_CORPUS
-// set, writes it to testdata/fuzz/<f.Name()>/.
-func seed(f *testing.F, data []byte) {
-	f.Helper()
-	f.Add(data)
-	if os.Getenv("EXAMNODE_WRITE_FUZZ_CORPUS") == "" {
-		return
-	}
-	dir := filepath.Join("testdata", "fuzz", f.Name())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	sum := sha256.Sum256(data)
-	body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)
-	if err := os.WriteFile(filepath.Join(dir, "seed-"+hex.EncodeToString(sum[:8])), []byte(body), 0o644); err != nil {
-		f.Fatal(err)
-	}
-}
 
 // frame is one sync-protocol message as writeMsg sends it.
 func frame(f *testing.F, v any) []byte {
@@ -134,15 +111,15 @@ func FuzzHello(f *testing.F) {
 			Membership: vm, Heads: map[string][]byte{"org1": []byte("not protobuf"), "org3": h1}},
 	}
 	for _, h := range variants {
-		seed(f, frame(f, h))
+		fuzzseed.Add(f, frame(f, h))
 	}
 	whole := frame(f, base)
 	for _, s := range []string{"", "\x00", "\x02{}", "\x04null", "\x01", "\xff\xff\xff\xff\x7f", "\x80\x80\x80\x04{",
 		`{"version":1}`, "\x0e{\"heads\":{\"\":\"\"}}"} {
-		seed(f, []byte(s))
+		fuzzseed.Add(f, []byte(s))
 	}
-	seed(f, whole[:len(whole)/2])
-	seed(f, append(bytes.Clone(whole), whole...))
+	fuzzseed.Add(f, whole[:len(whole)/2])
+	fuzzseed.Add(f, append(bytes.Clone(whole), whole...))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var h hello
@@ -187,7 +164,7 @@ func FuzzInbox(f *testing.F) {
 	none, _ := encodeHeads(nil)
 	for _, b := range [][]byte{one, three, none, one[:len(one)-1], append(bytes.Clone(one), 0), {0x0a, 0x00}, {0x0a, 0x02, 0x0a, 0x00},
 		{0x0a, 0x05, 0x0a, 0x03, 0x01, 0x55, 0x00}, {0xff}, []byte("not protobuf")} {
-		seed(f, b)
+		fuzzseed.Add(f, b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		want, err := decodeHeads(data)

@@ -2,13 +2,9 @@ package node
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -16,6 +12,7 @@ import (
 	"time"
 
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/internal/fuzzseed"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -25,36 +22,6 @@ import (
 // The seeds added here are also checked in under testdata/fuzz/<FuzzName>/
 // (regenerate them with EXAMNODE_WRITE_FUZZ_CORPUS=1 go test
 // -run='^Fuzz' ./node), beside malformed inputs and regressions.
-
-// seed adds args to f's seed corpus and, with EXAMNODE_WRITE_FUZZ_CORPUS
-// set, writes them to testdata/fuzz/<f.Name()>/. Arguments are []byte or
-// string.
-func seed(f *testing.F, args ...any) {
-	f.Helper()
-	f.Add(args...)
-	if os.Getenv("EXAMNODE_WRITE_FUZZ_CORPUS") == "" {
-		return
-	}
-	dir := filepath.Join("testdata", "fuzz", f.Name())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		f.Fatal(err)
-	}
-	body := "go test fuzz v1\n"
-	for _, a := range args {
-		switch v := a.(type) {
-		case []byte:
-			body += fmt.Sprintf("[]byte(%q)\n", v)
-		case string:
-			body += fmt.Sprintf("string(%q)\n", v)
-		default:
-			f.Fatalf("seed: unsupported argument %T", a)
-		}
-	}
-	sum := sha256.Sum256([]byte(body))
-	if err := os.WriteFile(filepath.Join(dir, "seed-"+hex.EncodeToString(sum[:8])), []byte(body), 0o644); err != nil {
-		f.Fatal(err)
-	}
-}
 
 // FuzzDecodeConfig decodes config files. What it accepts is valid, and
 // survives being written back and read again unchanged.
@@ -70,8 +37,8 @@ func FuzzDecodeConfig(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		seed(f, b)
-		seed(f, b[:len(b)/2])
+		fuzzseed.Add(f, b)
+		fuzzseed.Add(f, b[:len(b)/2])
 	}
 	for _, s := range []string{
 		``, `{}`, `null`, `[]`, `{"roles":["vm"],"orgs":["C1","C2"]}`, `{"roles":["king"]}`,
@@ -80,7 +47,7 @@ func FuzzDecodeConfig(f *testing.F) {
 		`{"roles":["central"],"membership":"examnode-membership:AAAA"}`, `{"roles":["central"],"authority":"examnode-authority:x"}`,
 		`{"roles":["central"],"encrypt":"yes"}`, `{"roles":["central"],"listen":["not a multiaddr"]}`,
 	} {
-		seed(f, []byte(s))
+		fuzzseed.Add(f, []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := DecodeConfig(data, "config.json")
@@ -138,7 +105,7 @@ func FuzzFeedState(f *testing.F) {
 		{"18446744073709551615", string(entry)}, {"18446744073709551616", ""}, {"1", "{"}, {"1", "null"},
 		{"1", `{"seq":"x"}`}, {"1", `{"at":"yesterday"}`}, {" 1", string(entry)}, {"1\n", string(entry)},
 	} {
-		seed(f, []byte(s[0]), []byte(s[1]))
+		fuzzseed.Add(f, []byte(s[0]), []byte(s[1]))
 	}
 	var n atomic.Uint64
 	f.Fuzz(func(t *testing.T, last, entry []byte) {
@@ -174,7 +141,7 @@ func FuzzParseStoreKey(f *testing.F) {
 		"q83vq83vq83vq83vq83vq83vq83vq83vq83vq83vq80=", "q83vq83vq83vq83vq83vq83vq83vq83vq83vq83vq80",
 		"q83vq83vq83vq83vq83vq83vq83vq83vq83vq83vq8-_", strings.Repeat("ab", 31), strings.Repeat("zz", 32), "", " ",
 	} {
-		seed(f, s)
+		fuzzseed.Add(f, s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		k, err := ParseStoreKey(s)
@@ -198,7 +165,7 @@ func FuzzDecodePnetKey(f *testing.F) {
 		"/key/swarm/psk/2.0.0/\n/base16/\n" + hexKey + "\n",
 		hexKey, "", "/key/swarm/psk/1.0.0/",
 	} {
-		seed(f, []byte(s))
+		fuzzseed.Add(f, []byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		k, err := DecodePnetKey(b)
