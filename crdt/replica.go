@@ -474,13 +474,18 @@ func (r *Replica) List(ctx context.Context, prefix string, keysOnly bool, offset
 	if err != nil {
 		return nil, err
 	}
+	return entries(res, base)
+}
+
+// entries collects a query's results, each key without prefix.
+func entries(res query.Results, prefix string) ([]Entry, error) {
 	defer res.Close()
 	var out []Entry
 	for e := range res.Next() {
 		if e.Error != nil {
 			return nil, e.Error
 		}
-		out = append(out, Entry{Key: strings.TrimPrefix(e.Key, base), Value: e.Value})
+		out = append(out, Entry{Key: strings.TrimPrefix(e.Key, prefix), Value: e.Value})
 	}
 	return out, nil
 }
@@ -506,15 +511,7 @@ func (r *Replica) ListRaw(ctx context.Context, prefix string, keysOnly bool, off
 	if err != nil {
 		return nil, err
 	}
-	defer res.Close()
-	var out []Entry
-	for e := range res.Next() {
-		if e.Error != nil {
-			return nil, e.Error
-		}
-		out = append(out, Entry{Key: e.Key, Value: e.Value})
-	}
-	return out, nil
+	return entries(res, "")
 }
 
 // Count returns how many records the replica holds under prefix (a
