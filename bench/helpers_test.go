@@ -28,11 +28,19 @@ func smallParams() Params {
 	}
 }
 
-// leakOptions are goroutines goleak must ignore. None: the raw stack stops
-// every goroutine it starts (the broadcaster's drain goroutine in
-// go-ds-crdt is not waited for, but exits right after the context is
-// cancelled, within goleak's retries).
-var leakOptions []goleak.Option
+// leakOptions are goroutines goleak must ignore. The raw stack stops every
+// goroutine it starts (the broadcaster's drain goroutine in go-ds-crdt is
+// not waited for, but exits right after the context is cancelled, within
+// goleak's retries). One goroutine of go-ds-crdt v0.6.8 itself can outlive
+// a Close that interrupts a DAG walk: GetDeltas (ipld.go:50-63) sends each
+// delta on a channel without watching the context, and once the walk has
+// stopped reading ("error processing new head: ... context canceled") the
+// send blocks for ever. The raw stack is go-ds-crdt as its README uses it,
+// so this is upstream's leak, not the stack's; it was seen once in a full
+// run (TestRawWorkloads, TestRawStackClose) and is ignored by name only.
+var leakOptions = []goleak.Option{
+	goleak.IgnoreTopFunction("github.com/ipfs/go-ds-crdt.(*crdtNodeGetter).GetDeltas.func1"),
+}
 
 // verifyNoLeaks fails t if goroutines outlive the test. It polls for up to
 // ten seconds, since a loaded machine may take longer than goleak's own
