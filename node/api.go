@@ -192,6 +192,10 @@ type Status struct {
 	Versions map[string]string `json:"versions"`
 	// Bundles counts result bundles per organisation and state.
 	Bundles []BundleSummary `json:"bundles"`
+	// RefusedByReason counts what peers sent that was refused and belongs
+	// to no organisation (a stranger's hello, a resource limit), by
+	// reason; each organisation's refusals are in its ReplicaSummary.
+	RefusedByReason map[string]uint64 `json:"refused_by_reason"`
 }
 
 // ReplicaSummary is one organisation's line in Status and Sync.
@@ -248,6 +252,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	runtime.ReadMemStats(&ms)
 	st.Goroutines, st.HeapBytes = runtime.NumGoroutine(), ms.HeapAlloc
 	st.Pulls = PullCounters{Completed: n.pulls.Load(), Blocks: n.pulledBlocks.Load(), Failed: n.pullErrors.Load()}
+	st.RefusedByReason = m.Refused(mesh.NodeWide)
 	centralConnected := false
 	for _, p := range m.Peers() {
 		if !p.Connected {

@@ -145,6 +145,9 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(descRefused, v, r.Org, reason)
 		}
 	}
+	for reason, v := range st.RefusedByReason {
+		counter(descRefused, v, "", reason) // node-wide: no organisation
+	}
 	counter(descPulls, st.Pulls.Completed, "completed")
 	counter(descPulls, st.Pulls.Failed, "failed")
 	counter(descPullBlocks, st.Pulls.Blocks)

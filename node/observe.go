@@ -360,7 +360,7 @@ func (o *observer) sample() {
 					why = append(why, fmt.Sprintf("%s: %d", reason, d))
 				}
 			}
-			o.add(HistoryEvent{At: now, Event: EventError, Org: org, Count: int(ts.Rejected - s.rejected), Detail: "announcements refused (" + strings.Join(why, "; ") + ")"})
+			o.add(HistoryEvent{At: now, Event: EventError, Org: org, Count: int(ts.Rejected - s.rejected), Detail: "refused where it arrived (" + strings.Join(why, "; ") + ")"})
 		}
 		if ts.Dropped > s.dropped {
 			o.add(HistoryEvent{At: now, Event: EventError, Org: org, Count: int(ts.Dropped - s.dropped), Detail: "announcements dropped (the heads exchange makes up for them)"})

@@ -234,6 +234,10 @@ type Refused struct {
 	Counts   map[string]uint64 `json:"counts"`
 	Parked   int               `json:"parked"`
 	Elements []crdt.Refusal    `json:"elements"`
+	// Arrived counts what peers sent for the organisation that was
+	// refused where it arrived (announcements, blocks, subscriptions), by
+	// reason, since start.
+	Arrived map[string]uint64 `json:"arrived"`
 }
 
 func (n *Node) handleRefused(w http.ResponseWriter, r *http.Request) {
@@ -260,6 +264,7 @@ func (n *Node) handleRefused(w http.ResponseWriter, r *http.Request) {
 	if out.Counts == nil {
 		out.Counts = map[string]uint64{}
 	}
+	out.Arrived = n.mesh.Refused(org)
 	writeJSON(w, http.StatusOK, out)
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -131,8 +133,15 @@ Refused records are never served; the legitimate ones at the same keys are.`,
 			if e.json {
 				return e.printJSON(res)
 			}
+			var arrived []string
+			for _, r := range slices.Sorted(maps.Keys(res.Arrived)) {
+				arrived = append(arrived, fmt.Sprintf("%s: %d", r, res.Arrived[r]))
+			}
 			if !res.Verified {
-				fmt.Fprintf(e.stdout, "%s: this node runs open (no authority): nothing is checked, nothing refused\n", res.Org)
+				fmt.Fprintf(e.stdout, "%s: this node runs open (no authority): records are not checked\n", res.Org)
+			}
+			fmt.Fprintf(e.stdout, "%s: refused where it arrived: %s\n", res.Org, orDash(strings.Join(arrived, "; ")))
+			if !res.Verified {
 				return nil
 			}
 			var counts []string
