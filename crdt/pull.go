@@ -140,66 +140,10 @@ type PullStats struct {
 
 // Pull fetches from the peer on rw every block reachable from want that bs
 // lacks, stopping below stop (the requester's own heads). It verifies each
-// block against its CID before storing it.
+// block against its CID before storing it, and stores only blocks it asked
+// for or that are reachable from them (see PullWith).
 func Pull(ctx context.Context, rw io.ReadWriter, bs blockstore.Blockstore, org string, want, stop []cid.Cid) (PullStats, error) {
-	var st PullStats
-	br := bufio.NewReaderSize(rw, 64<<10)
-	stopS := make([]string, len(stop))
-	stopSet := map[cid.Cid]bool{}
-	for i, c := range stop {
-		stopS[i] = c.String()
-		stopSet[c] = true
-	}
-	frontier, err := missing(ctx, bs, want, stopSet, nil)
-	if err != nil {
-		return st, err
-	}
-	for len(frontier) > 0 {
-		if st.Rounds >= PullMaxRounds {
-			return st, fmt.Errorf("crdt: pull from peer did not finish in %d rounds", PullMaxRounds)
-		}
-		st.Rounds++
-		req := pullRequest{Org: org, Stop: stopS}
-		for _, c := range frontier {
-			req.Want = append(req.Want, c.String())
-		}
-		if err := writeFrame(rw, req); err != nil {
-			return st, err
-		}
-		var status pullStatus
-		if err := readFrame(br, maxPullRequestLen, &status); err != nil {
-			return st, err
-		}
-		if status.Error != "" {
-			return st, fmt.Errorf("%w: %s", ErrPullRefused, status.Error)
-		}
-		got, err := readRound(br)
-		if err != nil {
-			return st, err
-		}
-		if len(got) == 0 {
-			return st, nil // the peer has none of them: bitswap may find them elsewhere
-		}
-		if err := bs.PutMany(ctx, got); err != nil {
-			return st, classify(err)
-		}
-		received := map[cid.Cid]bool{}
-		var children []cid.Cid
-		for _, b := range got {
-			st.Blocks++
-			st.Bytes += len(b.RawData())
-			received[b.Cid()] = true
-			if nd, err := merkledag.DecodeProtobuf(b.RawData()); err == nil {
-				for _, l := range nd.Links() {
-					children = append(children, l.Cid)
-				}
-			}
-		}
-		if frontier, err = missing(ctx, bs, children, stopSet, received); err != nil {
-			return st, err
-		}
-	}
-	return st, nil
+	return PullWith(ctx, rw, bs, org, want, stop, PullOptions{})
 }
 
 // missing returns the CIDs of cs that bs lacks, without duplicates,

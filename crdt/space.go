@@ -131,6 +131,8 @@ type spaceGuard struct {
 
 	full    atomic.Bool
 	refused atomic.Uint64
+
+	peerRefused uint64 // blocks from peers refused (peerspace.go); under mu
 }
 
 // SpaceStatus describes the data directory's disk as the guard sees it.
