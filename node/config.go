@@ -108,6 +108,23 @@ type Tuning struct {
 	// exchange (the sampler's reconciling one, within seconds, or the
 	// periodic one).
 	HeadsPush Duration `json:"heads_push,omitzero"`
+	// Byte budgets for blocks stored from bulk pulls (pullguard.go): each
+	// peer and each organisation has a token bucket of Budget bytes,
+	// refilled at Rate bytes a second. A pull that would store more stops
+	// and is counted ("block byte budget exceeded"); bitswap fetches what
+	// is still missing. Zero means the default, negative no limit.
+	// Defaults: 512 MiB and 1 MiB/s per peer, 1 GiB and 2 MiB/s per
+	// organisation: a fresh VM catching up on 100,000 records stores a few
+	// hundred MiB from one peer and is never limited, while one member can
+	// make the node store at most that burst and then about 3.5 GiB an
+	// hour.
+	PullPeerBudget int64 `json:"pull_peer_budget,omitempty"`
+	PullPeerRate   int64 `json:"pull_peer_rate,omitempty"`
+	PullOrgBudget  int64 `json:"pull_org_budget,omitempty"`
+	PullOrgRate    int64 `json:"pull_org_rate,omitempty"`
+	// PullMaxBytes bounds the block bytes one pull reads, stored or not
+	// (default 1 GiB; crdt.PullMaxTotalBytes).
+	PullMaxBytes int64 `json:"pull_max_bytes,omitempty"`
 }
 
 // DefaultConfig returns a configuration for one role and organisation.

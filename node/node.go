@@ -111,6 +111,7 @@ type Node struct {
 	cancel context.CancelFunc
 
 	pulls, pulledBlocks, pullErrors atomic.Uint64
+	pullGuard                       pullGuard // byte budgets and penalties of bulk pulls (pullguard.go)
 
 	// Signing (trust.go): own is this node's membership (nil: open).
 	own       *policy.Membership

@@ -69,8 +69,17 @@ func (n *Node) prefetch(ctx context.Context, org string, from peer.ID, announcem
 	if len(want) == 0 {
 		return
 	}
+	if n.keptOut(from) {
+		// Penalised (pullguard.go): no pull, and out again.
+		_ = n.mesh.ClosePeer(from)
+		return
+	}
 	rep, err := n.Replica(org)
 	if err != nil {
+		return
+	}
+	if err := n.pullMayStart(from, org); err != nil {
+		n.log.Debug("no bulk pull: over budget; bitswap takes over", "peer", from, "org", org, "err", err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, pullTimeout)
@@ -83,11 +92,12 @@ func (n *Node) prefetch(ctx context.Context, org string, from peer.ID, announcem
 	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(pullTimeout))
-	st, err := crdt.Pull(ctx, s, bs, org, want, rep.Heads(ctx))
+	st, err := crdt.PullWith(ctx, s, bs, org, want, rep.Heads(ctx), n.pullOptions(from, org))
 	n.pulledBlocks.Add(uint64(st.Blocks))
 	if err != nil {
 		s.Reset()
 		n.pullErrors.Add(1)
+		n.pullFailed(from, org, err)
 		n.log.Debug("bulk pull failed; bitswap takes over", "peer", from, "org", org, "err", err)
 		return
 	}
