@@ -10,8 +10,12 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +28,7 @@ import (
 	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/node"
+	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -289,49 +294,10 @@ func TestHostilePullEndlessDAGStopsAtTheBudget(t *testing.T) {
 	central := c.Node(0)
 	ctx := context.Background()
 
-	// The DAG, built from the bottom up.
-	dag := map[cid.Cid]*merkledag.ProtoNode{}
-	var prev *merkledag.ProtoNode
-	for range 4096 {
-		nd := merkledag.NodeWithData(randomBlock(t, 8<<10).RawData())
-		if prev != nil {
-			if err := nd.AddNodeLink("next", prev); err != nil {
-				t.Fatal(err)
-			}
-		}
-		dag[nd.Cid()] = nd
-		prev = nd
-	}
-	head := prev.Cid()
 	h := newHostile(t, c, hostileSpec{Role: schema.RoleVM, Orgs: []string{orgA}})
 	h.answerHellos(orgA)
-	var streams atomic.Int64
-	var sent atomic.Int64
-	h.servePulls(&streams, func(w *bufio.Writer, want []string) error {
-		// Breadth-first from what was asked, as a real server does, 256
-		// blocks a round: many rounds.
-		var queue []cid.Cid
-		for _, s := range want {
-			if c, err := cid.Decode(s); err == nil {
-				queue = append(queue, c)
-			}
-		}
-		for n := 0; len(queue) > 0 && n < 256; n++ {
-			nd := dag[queue[0]]
-			queue = queue[1:]
-			if nd == nil {
-				continue
-			}
-			if err := writeWireBlock(w, nd); err != nil {
-				return err
-			}
-			sent.Add(int64(len(nd.RawData())))
-			for _, l := range nd.Links() {
-				queue = append(queue, l.Cid)
-			}
-		}
-		return nil
-	})
+	var streams, sent atomic.Int64
+	head := h.serveValidDAG(t, 4096, &streams, &sent)
 	before := storeBytes(t, central)
 	if err := h.announce(ctx, central, orgA, head); err != nil {
 		t.Fatal(err)
@@ -356,6 +322,50 @@ func TestHostilePullEndlessDAGStopsAtTheBudget(t *testing.T) {
 	putIn(t, central, orgB, "/notes/b", "C2 writes go on")
 }
 
+// serveValidDAG makes h answer pulls from a valid DAG of n blocks of
+// 8 KiB of random data, each linking to the next, and returns its head.
+// It answers breadth-first from what was asked, as a real server does,
+// 256 blocks a round (so a pull of it takes many rounds), and counts the
+// bytes it sends.
+func (h *hostile) serveValidDAG(t *testing.T, n int, streams, sent *atomic.Int64) cid.Cid {
+	dag := map[cid.Cid]*merkledag.ProtoNode{}
+	var prev *merkledag.ProtoNode
+	for range n {
+		nd := merkledag.NodeWithData(randomBlock(t, 8<<10).RawData())
+		if prev != nil {
+			if err := nd.AddNodeLink("next", prev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		dag[nd.Cid()] = nd
+		prev = nd
+	}
+	h.servePulls(streams, func(w *bufio.Writer, want []string) error {
+		var queue []cid.Cid
+		for _, s := range want {
+			if c, err := cid.Decode(s); err == nil {
+				queue = append(queue, c)
+			}
+		}
+		for n := 0; len(queue) > 0 && n < 256; n++ {
+			nd := dag[queue[0]]
+			queue = queue[1:]
+			if nd == nil {
+				continue
+			}
+			if err := writeWireBlock(w, nd); err != nil {
+				return err
+			}
+			sent.Add(int64(len(nd.RawData())))
+			for _, l := range nd.Links() {
+				queue = append(queue, l.Cid)
+			}
+		}
+		return nil
+	})
+	return prev.Cid()
+}
+
 // gatedClusterWith is gatedCluster with the given options (an authority
 // is added).
 func gatedClusterWith(t *testing.T, opts Options, specs ...Spec) *Cluster {
@@ -369,4 +379,85 @@ func gatedClusterWith(t *testing.T, opts Options, specs ...Spec) *Cluster {
 		}
 	}
 	return c
+}
+
+// TestHostilePullStopsBeforeTheDiskGuard runs central on a 64 MiB tmpfs
+// filled to a little more than twice the store's reserve free, with the
+// byte budgets off, and has a C1 member answer its pull with a valid DAG
+// of 32 MiB of junk: the pull stops at the peer threshold, the disk guard
+// does not trip, and central's own writes in both organisations go on.
+func TestHostilePullStopsBeforeTheDiskGuard(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs (CI runs tests as root)")
+	}
+	disk := filepath.Join(t.TempDir(), "disk")
+	if err := os.Mkdir(disk, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", disk).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", disk).Run() })
+	auth, err := policy.GenerateAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testTuning()
+	opts.Authority = auth
+	opts.Tuning.PullPeerBudget, opts.Tuning.PullOrgBudget = -1, -1
+	c := NewCluster(disk, opts)
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	if _, err := c.Add(context.Background(), Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}}); err != nil {
+		t.Fatal(err)
+	}
+	central := c.Node(0)
+	ctx := context.Background()
+	putIn(t, central, orgA, "/notes/a", "before")
+
+	sp := central.Store().Space()
+	leave := 2*sp.Reserve + 8<<20
+	if sp.Free < leave+1<<20 {
+		t.Fatalf("too little space on the tmpfs: %+v", sp)
+	}
+	f, err := os.Create(filepath.Join(disk, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(sp.Free-leave)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	before := central.Store().Space()
+
+	h := newHostile(t, c, hostileSpec{Role: schema.RoleVM, Orgs: []string{orgA}})
+	h.answerHellos(orgA)
+	var streams, sent atomic.Int64
+	head := h.serveValidDAG(t, 4096, &streams, &sent)
+	if err := h.announce(ctx, central, orgA, head); err != nil {
+		t.Fatal(err)
+	}
+	err = WaitFor(ctx, 30*time.Second, func() (bool, error) {
+		if central.Store().PeerBlocksRefused() == 0 {
+			return false, fmt.Errorf("no block from the peer refused for space; %+v", central.Store().Space())
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := central.Store().Space()
+	t.Logf("MEASURED disk: free %d KiB before the pull, %d KiB after (reserve %d KiB); the peer sent %d KiB",
+		before.Free>>10, after.Free>>10, after.Reserve>>10, sent.Load()>>10)
+	if after.Full || after.Refused != before.Refused || after.Free < after.Reserve {
+		t.Fatalf("the disk guard tripped: %+v", after)
+	}
+	putIn(t, central, orgB, "/notes/b", "another organisation's write")
+	putIn(t, central, orgA, "/notes/a2", "this organisation's own write")
+	if st, err := central.Status(ctx); err != nil || st.Verdict == node.VerdictErrors {
+		t.Fatalf("status after the pull stopped: %s %q %v", st.Verdict, st.Problems, err)
+	}
 }
