@@ -112,7 +112,8 @@ type Tuning struct {
 	// peer and each organisation has a token bucket of Budget bytes,
 	// refilled at Rate bytes a second. A pull that would store more stops
 	// and is counted ("block byte budget exceeded"); bitswap fetches what
-	// is still missing. Zero means the default, negative no limit.
+	// is still missing. Zero means the default; a negative budget means
+	// no limit, a negative rate the default.
 	// Defaults: 512 MiB and 1 MiB/s per peer, 1 GiB and 2 MiB/s per
 	// organisation: a fresh VM catching up on 100,000 records stores a few
 	// hundred MiB from one peer and is never limited, while one member can

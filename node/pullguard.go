@@ -117,8 +117,9 @@ func (n *Node) pullLimits() (peerL, orgL limit) {
 		}
 		return float64(v)
 	}
-	peerL = limit{size: pick(t.PullPeerBudget, DefaultPullPeerBudget), rate: pick(t.PullPeerRate, DefaultPullPeerRate)}
-	orgL = limit{size: pick(t.PullOrgBudget, DefaultPullOrgBudget), rate: pick(t.PullOrgRate, DefaultPullOrgRate)}
+	rate := func(v, def int64) float64 { return pick(max(v, 0), def) }
+	peerL = limit{size: pick(t.PullPeerBudget, DefaultPullPeerBudget), rate: rate(t.PullPeerRate, DefaultPullPeerRate)}
+	orgL = limit{size: pick(t.PullOrgBudget, DefaultPullOrgBudget), rate: rate(t.PullOrgRate, DefaultPullOrgRate)}
 	return peerL, orgL
 }
 
