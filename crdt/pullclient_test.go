@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -202,7 +203,7 @@ func deepDAG(t testing.TB, bs blockstore.Blockstore, n, size, depth int) (head c
 // sent (the server does not know), stores every block and refuses nothing.
 func TestPullDeepDAGWithMergesCompletes(t *testing.T) {
 	ctx := context.Background()
-	src := memBlockstore()
+	src := &countingGets{Blockstore: memBlockstore(), n: map[cid.Cid]int{}}
 	head, all := deepDAG(t, src, 3*PullMaxBlocks+100, 64, 10)
 	dst := openStore(t, t.TempDir())
 	defer dst.Close()
@@ -228,6 +229,29 @@ func TestPullDeepDAGWithMergesCompletes(t *testing.T) {
 			t.Fatalf("block %s missing after the pull", c)
 		}
 	}
+	again := 0
+	for _, k := range src.n {
+		if k > 1 {
+			again++
+		}
+	}
+	if again == 0 {
+		t.Fatal("the server sent no block twice: the test does not cover a block sent again in a later round")
+	}
+}
+
+// countingGets counts the reads of each block (the server's sends).
+type countingGets struct {
+	blockstore.Blockstore
+	mu sync.Mutex
+	n  map[cid.Cid]int
+}
+
+func (c *countingGets) Get(ctx context.Context, k cid.Cid) (blocks.Block, error) {
+	c.mu.Lock()
+	c.n[k]++
+	c.mu.Unlock()
+	return c.Blockstore.Get(ctx, k)
 }
 
 // TestPullStopsWhereAdmitRefuses: a valid DAG larger than what Admit lets
