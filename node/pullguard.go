@@ -17,12 +17,15 @@ package node
 //     member can never trip the guard that stops every organisation's
 //     own writes.
 //   - Penalties. A peer that sends an unrequested block or one that does
-//     not match its CID (counted under mesh.RefuseUnrequestedBlock), that
-//     goes over its own budget, or whose pull exceeds the bound of one pull,
-//     earns a strike. pullStrikes strikes within pullStrikeWindow
-//     disconnect it and keep it out of pulls for pullBan: prefetch pulls
-//     nothing from it and closes its connections again when it comes back
-//     with heads. The lists are bounded (pullGuardPeers peers) and expire.
+//     not match its CID (counted under mesh.RefuseUnrequestedBlock), or
+//     that goes over its own budget, earns a strike; one whose pull
+//     exceeds the bound of one pull (a flood) earns pullStrikes at once.
+//     pullStrikes strikes within pullStrikeWindow disconnect it and keep
+//     it out of pulls for pullBan: prefetch pulls nothing from it and
+//     closes its connections again when it comes back with heads. The
+//     pull stops at the first unrequested block, before reading its data,
+//     so an offence costs this node one CID's worth of reading. The lists
+//     are bounded (pullGuardPeers peers) and expire.
 
 import (
 	"errors"
@@ -221,12 +224,17 @@ func mibf(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
 // pullFailed counts what a failed pull of org from p refused, and
 // penalises p when the failure was its doing.
 func (n *Node) pullFailed(p peer.ID, org string, err error) {
-	strike := false
+	strike, flood := false, false
 	switch {
 	case errors.Is(err, crdt.ErrUnrequestedBlock), errors.Is(err, crdt.ErrBadBlock):
 		n.mesh.CountRefused(org, mesh.RefuseUnrequestedBlock, 1)
 		strike = true
-	case errors.Is(err, errPeerBudget), errors.Is(err, crdt.ErrPullTooLarge):
+	case errors.Is(err, crdt.ErrPullTooLarge):
+		// More than one pull's bound (1 GiB read, or a million CIDs
+		// awaited): a flood, kept out at once.
+		n.mesh.CountRefused(org, mesh.RefuseBlockBudget, 1)
+		flood = true
+	case errors.Is(err, errPeerBudget):
 		n.mesh.CountRefused(org, mesh.RefuseBlockBudget, 1)
 		strike = true
 	case errors.Is(err, errOrgBudget):
@@ -236,7 +244,7 @@ func (n *Node) pullFailed(p peer.ID, org string, err error) {
 	case errors.Is(err, crdt.ErrDiskFull):
 		n.log.Warn("blocks from peers are refused: the disk is short of space", "org", org, "peer", p, "err", err)
 	}
-	if strike && n.strike(p) {
+	if flood && n.strikes(p, pullStrikes) || strike && n.strikes(p, 1) {
 		n.log.Warn("peer disconnected: it sent what this node did not ask for or more than its budget", "peer", p, "org", org,
 			"strikes", pullStrikes, "within", pullStrikeWindow, "kept_out_for", pullBan, "err", err)
 		_ = n.mesh.ClosePeer(p)
@@ -244,7 +252,10 @@ func (n *Node) pullFailed(p peer.ID, org string, err error) {
 }
 
 // strike records an offence of p and reports whether p is now kept out.
-func (n *Node) strike(p peer.ID) bool {
+func (n *Node) strike(p peer.ID) bool { return n.strikes(p, 1) }
+
+// strikes records k offences of p and reports whether p is now kept out.
+func (n *Node) strikes(p peer.ID, k int) bool {
 	g := &n.pullGuard
 	now := n.now()
 	g.mu.Lock()
@@ -279,7 +290,9 @@ func (n *Node) strike(p peer.ID) bool {
 		g.pen[p] = pen
 	}
 	pen.prune(now)
-	pen.strikes = append(pen.strikes, now)
+	for range k {
+		pen.strikes = append(pen.strikes, now)
+	}
 	if len(pen.strikes) >= pullStrikes {
 		pen.strikes = nil
 		pen.until = now.Add(pullBan)

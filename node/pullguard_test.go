@@ -78,6 +78,9 @@ func TestPullStrikesKeepAPeerOut(t *testing.T) {
 	if n.keptOut(p) {
 		t.Fatal("still kept out after the ban")
 	}
+	if !n.strikes(peer.ID("flood"), pullStrikes) || !n.keptOut(peer.ID("flood")) {
+		t.Fatal("a flood does not keep the peer out at once")
+	}
 	for i := range 2 * pullGuardPeers {
 		n.strike(peer.ID(rune(i)))
 	}
