@@ -473,3 +473,50 @@ func TestHostilePullStopsBeforeTheDiskGuard(t *testing.T) {
 		t.Fatalf("status after the pull stopped: %s %q %v", st.Verdict, st.Problems, err)
 	}
 }
+
+// TestHostilePullFloodIsKeptOutAtOnce: with the byte budgets off, a C1
+// member whose valid junk DAG runs past the bound of one pull is
+// disconnected after that one pull, and counted.
+func TestHostilePullFloodIsKeptOutAtOnce(t *testing.T) {
+	opts := testTuning()
+	opts.Tuning.PullPeerBudget, opts.Tuning.PullOrgBudget = -1, -1
+	opts.Tuning.PullMaxBytes = 2 << 20
+	c := gatedClusterWith(t, opts, Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA}})
+	central := c.Node(0)
+	ctx := context.Background()
+	h := newHostile(t, c, hostileSpec{Role: schema.RoleVM, Orgs: []string{orgA}})
+	h.answerHellos(orgA)
+	var streams, sent atomic.Int64
+	head := h.serveValidDAG(t, 1024, &streams, &sent)
+	h.connect(ctx, central)
+	var first []network.Conn
+	err := WaitFor(ctx, 10*time.Second, func() (bool, error) {
+		if first = central.Mesh().Host().Network().ConnsToPeer(h.ID()); len(first) == 0 {
+			return false, fmt.Errorf("not connected")
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.announce(ctx, central, orgA, head); err != nil {
+		t.Fatal(err)
+	}
+	err = WaitFor(ctx, 30*time.Second, func() (bool, error) {
+		if refusedFor(t, central, orgA, mesh.RefuseBlockBudget) == 0 {
+			return false, fmt.Errorf("no refusal counted")
+		}
+		for _, cn := range first {
+			if !cn.IsClosed() {
+				return false, fmt.Errorf("the flooding peer is still connected")
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sent.Load() > 3<<20 {
+		t.Fatalf("central read %d bytes of a pull bounded at 2 MiB", sent.Load())
+	}
+}
