@@ -520,3 +520,108 @@ func TestHostilePullFloodIsKeptOutAtOnce(t *testing.T) {
 		t.Fatalf("central read %d bytes of a pull bounded at 2 MiB", sent.Load())
 	}
 }
+
+// TestBitswapStopsBeforeTheDiskGuard: central, on a 64 MiB tmpfs with a
+// little more than twice the store's reserve free and the byte budgets off,
+// meets a C1 VM holding 24 MiB of records. The bulk pull stops at the peer
+// threshold; go-ds-crdt then asks bitswap for the rest, and those blocks
+// stop there too: the disk guard does not trip and central's own writes go
+// on.
+func TestBitswapStopsBeforeTheDiskGuard(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs (CI runs tests as root)")
+	}
+	disk := filepath.Join(t.TempDir(), "disk")
+	if err := os.Mkdir(disk, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", disk).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", disk).Run() })
+	auth, err := policy.GenerateAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := testTuning()
+	opts.Authority = auth
+	opts.Tuning.PullPeerBudget, opts.Tuning.PullOrgBudget = -1, -1
+	ctx := context.Background()
+	// The VM keeps its data off the small disk: a cluster of its own.
+	cv := NewCluster(t.TempDir(), opts)
+	t.Cleanup(func() {
+		if err := cv.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	if _, err := cv.Add(ctx, Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}}); err != nil {
+		t.Fatal(err)
+	}
+	vm := cv.Node(0)
+	rep, err := vm.Replica(orgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := range 48 {
+		ops := make([]crdt.Op, 64)
+		for i := range ops {
+			ops[i] = crdt.Op{Key: fmt.Sprintf("/logs/%02d/%02d", d, i), Value: randomBlock(t, 8<<10).RawData()}
+		}
+		if err := rep.Apply(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	c := NewCluster(disk, opts)
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	if _, err := c.Add(ctx, Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}}); err != nil {
+		t.Fatal(err)
+	}
+	central := c.Node(0)
+	sp := central.Store().Space()
+	leave := 2*sp.Reserve + 6<<20
+	if sp.Free < leave+1<<20 {
+		t.Fatalf("too little space on the tmpfs: %+v", sp)
+	}
+	f, err := os.Create(filepath.Join(disk, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(sp.Free-leave)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	before := central.Store().Space()
+
+	ai, err := addrInfo(central.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Mesh().Connect(ctx, ai); err != nil {
+		t.Fatal(err)
+	}
+	// The pull stops once, then a block bitswap brings is refused (or,
+	// without that, the guard trips).
+	err = WaitFor(ctx, 60*time.Second, func() (bool, error) {
+		if n, sp := central.Store().PeerBlocksRefused(), central.Store().Space(); n < 2 && sp.Refused == before.Refused {
+			return false, fmt.Errorf("%d blocks from peers refused for space; %+v", n, sp)
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := central.Store().Space()
+	st, _ := central.Status(ctx)
+	t.Logf("MEASURED disk: free %d KiB before, %d KiB after (reserve %d KiB); %d blocks from peers refused; pulls %+v",
+		before.Free>>10, after.Free>>10, after.Reserve>>10, central.Store().PeerBlocksRefused(), st.Pulls)
+	if after.Full || after.Refused != before.Refused || after.Free < after.Reserve {
+		t.Fatalf("the disk guard tripped: %+v", after)
+	}
+	putIn(t, central, orgB, "/notes/b", "another organisation's write")
+	putIn(t, central, orgA, "/notes/a", "this organisation's own write")
+}

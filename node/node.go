@@ -246,7 +246,8 @@ func (n *Node) Start(ctx context.Context) error {
 		}))
 	}
 	n.bswap = bitswap.New(context.Background(), bsnet.NewFromIpfsHost(m.Host()), nil, n.store.Blockstore(), bopts...)
-	n.bserv = blockservice.New(n.store.Blockstore(), n.bswap)
+	// Blocks bitswap fetches stop at the disk's peer threshold (peerexchange.go).
+	n.bserv = blockservice.New(n.store.Blockstore(), peerExchange{SessionExchange: n.bswap, admit: n.admitFetched})
 	n.dag = merkledag.NewDAGService(n.bserv)
 	n.started = n.now()
 	n.mu.Unlock()

@@ -174,13 +174,18 @@ func (n *Node) pullMayStart(p peer.ID, org string) error {
 
 // pullOptions are the bounds of one pull of org from p.
 func (n *Node) pullOptions(p peer.ID, org string) crdt.PullOptions {
+	var stored uint64 // by this pull, merged by go-ds-crdt after it (Admit runs on the pull's goroutine)
 	return crdt.PullOptions{
 		MaxBytes: n.cfg.Tuning.PullMaxBytes,
 		Admit: func(size int) error {
-			if err := n.store.AdmitPeerBlock(size); err != nil {
+			if err := n.store.AdmitPeerBlocks(size, stored); err != nil {
 				return err
 			}
-			return n.takeBudget(p, org, size)
+			if err := n.takeBudget(p, org, size); err != nil {
+				return err
+			}
+			stored += uint64(size)
+			return nil
 		},
 	}
 }
