@@ -218,6 +218,16 @@ func (n *Node) Start(ctx context.Context) error {
 		ownBytes = own.Encode()
 		n.own = own
 	}
+	// The feed opens before the mesh: a central node opens the replica of
+	// an organisation a peer's hello names (onPeerOrgs) as soon as the
+	// mesh runs, and a replica's hooks write to the feed.
+	f, err := openFeed(ctx, n.store, n.now, n.log)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.feed = f
+	n.mu.Unlock()
 	m, err := mesh.New(mopts, mesh.Deps{
 		Trust:        trust,
 		Membership:   ownBytes,
@@ -250,14 +260,6 @@ func (n *Node) Start(ctx context.Context) error {
 	n.started = n.now()
 	n.mu.Unlock()
 	m.Host().SetStreamHandler(pullProtocol, n.servePull)
-
-	f, err := openFeed(ctx, n.store, n.now, n.log)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	n.feed = f
-	n.mu.Unlock()
 
 	orgs, err := n.knownOrgs(ctx)
 	if err != nil {
