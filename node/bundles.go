@@ -49,6 +49,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ipfs/boxo/blockservice"
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
@@ -719,7 +720,7 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 	if err := bundle.Seal(&sealed, plain.Bytes(), recips); err != nil {
 		return err
 	}
-	root, err := n.storePayload(ctx, sealed.Bytes())
+	root, err := n.storePayload(ctx, org, sealed.Bytes())
 	if err != nil {
 		return err
 	}
@@ -743,11 +744,11 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 }
 
 // storePayload stores data as a balanced UnixFS DAG of raw 256 KiB leaves
-// (CIDv1) in the node's blockstore; bitswap serves it to peers.
-func (n *Node) storePayload(ctx context.Context, data []byte) (cid.Cid, error) {
+// (CIDv1) in org's blockstore; bitswap serves it to peers that may read org.
+func (n *Node) storePayload(ctx context.Context, org string, data []byte) (cid.Cid, error) {
 	params := helpers.DagBuilderParams{
 		Maxlinks: helpers.DefaultLinksPerBlock, RawLeaves: true,
-		CidBuilder: merkledag.V1CidPrefix(), Dagserv: n.dag,
+		CidBuilder: merkledag.V1CidPrefix(), Dagserv: n.orgDAG(org),
 	}
 	db, err := params.New(chunker.NewSizeSplitter(bytes.NewReader(data), chunkSize))
 	if err != nil {
@@ -762,12 +763,12 @@ func (n *Node) storePayload(ctx context.Context, data []byte) (cid.Cid, error) {
 
 // ---- fetching, checking, reading and deleting payloads ----
 
-// fetchPayload fetches every block of root not yet here from connected
-// peers (bitswap).
-func (b *bundler) fetchPayload(ctx context.Context, root cid.Cid) error {
+// fetchPayload fetches every block of org's bundle root not yet here (as
+// org's) from connected peers (bitswap).
+func (b *bundler) fetchPayload(ctx context.Context, org string, root cid.Cid) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.fetchTimeout())
 	defer cancel()
-	if err := merkledag.FetchGraph(ctx, root, b.n.dag); err != nil {
+	if err := merkledag.FetchGraph(ctx, root, b.n.orgDAG(org)); err != nil {
 		return fmt.Errorf("%w: %v", errNotAvailable, err)
 	}
 	return b.n.store.Sync(ctx)
@@ -813,24 +814,27 @@ func (n *Node) payloadBlocks(ctx context.Context, root cid.Cid) ([]cid.Cid, erro
 
 // readPayload reads root's sealed payload from the local blockstore.
 func (n *Node) readPayload(ctx context.Context, root cid.Cid) ([]byte, error) {
-	nd, err := n.dag.Get(ctx, root)
+	dag := merkledag.NewDAGService(blockservice.New(n.store.Blockstore(), nil)) // local only
+	nd, err := dag.Get(ctx, root)
 	if err != nil {
 		return nil, err
 	}
-	r, err := uio.NewDagReader(ctx, nd, n.dag)
+	r, err := uio.NewDagReader(ctx, nd, dag)
 	if err != nil {
 		return nil, err
 	}
 	return io.ReadAll(r)
 }
 
-func (n *Node) deletePayload(ctx context.Context, root cid.Cid) error {
+// deletePayload deletes org's copy of root's payload: a block another
+// organisation also holds stays for it.
+func (n *Node) deletePayload(ctx context.Context, org string, root cid.Cid) error {
 	cs, err := n.payloadBlocks(ctx, root)
 	if err != nil && !errors.Is(err, ErrPayloadGone) {
 		// A damaged block is deleted too: list what is reachable.
 		n.log.Warn("deleting a damaged bundle payload", "root", root, "err", err)
 	}
-	bs := n.store.Blockstore()
+	bs := n.store.OrgBlockstore(org)
 	for _, c := range cs {
 		if err := bs.DeleteBlock(ctx, c); err != nil {
 			return err
@@ -850,7 +854,7 @@ func (b *bundler) custody(ctx context.Context, org string, rep *crdt.Replica, id
 	if err != nil {
 		return nil
 	}
-	if err := b.fetchPayload(ctx, root); err != nil {
+	if err := b.fetchPayload(ctx, org, root); err != nil {
 		b.fail(org, id)
 		n.log.Debug("bundle copy not fetched yet", "org", org, "bundle", id, "err", err)
 		return nil
@@ -881,7 +885,7 @@ func (b *bundler) dropCopy(ctx context.Context, org, id string, st *bundleState,
 	if err != nil {
 		return nil
 	}
-	if err := b.n.deletePayload(ctx, root); err != nil {
+	if err := b.n.deletePayload(ctx, org, root); err != nil {
 		return err
 	}
 	st.Held, st.Pinned, st.Dropped = false, false, b.clock()
@@ -903,7 +907,7 @@ func (b *bundler) archive(ctx context.Context, org string, rep *crdt.Replica, id
 	if err != nil {
 		return b.reject(ctx, org, id, st, fmt.Sprintf("root %q is not a CID", meta.Root))
 	}
-	if err := b.fetchPayload(ctx, root); err != nil {
+	if err := b.fetchPayload(ctx, org, root); err != nil {
 		b.fail(org, id)
 		n.log.Debug("bundle not fetched yet", "org", org, "bundle", id, "err", err)
 		return nil
@@ -999,7 +1003,7 @@ func (b *bundler) retain(ctx context.Context, org string, rep *crdt.Replica, id 
 		return nil
 	}
 	if root, err := cid.Decode(meta.Root); err == nil {
-		if err := b.n.deletePayload(ctx, root); err != nil {
+		if err := b.n.deletePayload(ctx, org, root); err != nil {
 			return err
 		}
 	}
