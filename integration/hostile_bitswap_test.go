@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -23,9 +24,11 @@ import (
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
 	dssync "github.com/ipfs/go-datastore/sync"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
@@ -360,5 +363,79 @@ func TestBundlePayloadOnlyToReaders(t *testing.T) {
 	}
 	if !receivedAny(member) {
 		t.Fatal("a member did not receive the bundle's payload")
+	}
+}
+
+// A store written before the block index (simulated: every index key
+// deleted while the node is stopped) serves nothing unindexed; on restart
+// the node indexes each replica's blocks from its heads, so a member of A
+// gets them again and a member of B still gets none. (A peer's pull would
+// index them too: the node restarts cut off from its peers.)
+func TestBlocksIndexedOnUpgrade(t *testing.T) {
+	c, marker, want := blockLeakCluster(t)
+	vmA := c.Node(1)
+	ctx := context.Background()
+	dir := c.Members()[1].Dir
+	if err := c.Stop(1); err != nil {
+		t.Fatal(err)
+	}
+	s, err := crdt.OpenStore(filepath.Join(dir, node.StoreDir), crdt.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropped := 0
+	for _, prefix := range []string{"/blockorgs", "/blockindexed"} {
+		res, err := s.Datastore().Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for e := range res.Next() {
+			if e.Error != nil {
+				t.Fatal(e.Error)
+			}
+			if err := s.Datastore().Delete(ctx, ds.NewKey(e.Key)); err != nil {
+				t.Fatal(err)
+			}
+			dropped++
+		}
+		_ = res.Close()
+	}
+	for _, c := range want {
+		if orgs, err := s.BlockOrgs(ctx, c); err != nil || len(orgs) != 0 {
+			t.Fatalf("block %s still indexed as %v (%v)", c, orgs, err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if dropped < len(want) {
+		t.Fatalf("dropped %d index keys for %d blocks", dropped, len(want))
+	}
+	// Alone: no peer of A may give it its blocks again (which would index
+	// them too).
+	c.Partition(1, 0)
+	c.Partition(1, 2)
+	if err := c.Restart(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	vmA = c.Node(1)
+	for _, c := range want {
+		if orgs, err := vmA.Store().BlockOrgs(ctx, c); err != nil || len(orgs) != 1 || orgs[0] != orgA {
+			t.Fatalf("after restart, block %s belongs to %v (%v), want [%s]", c, orgs, err, orgA)
+		}
+	}
+	attacker := newHostile(t, c, hostileSpec{Role: schema.RoleVM, Orgs: []string{orgB}})
+	member := newHostile(t, c, hostileSpec{Role: schema.RoleVM, Orgs: []string{orgA}})
+	for _, h := range []*hostile{attacker, member} {
+		h.connect(ctx, vmA)
+	}
+	if n, err := attacker.pullFrom(ctx, vmA.ID(), orgB, cidStrings(want)); n != 0 || attacker.receivedContains(marker) {
+		t.Fatalf("a member of %s pulled %d blocks of %s after the upgrade (%v)", orgB, n, orgA, err)
+	}
+	if reply, err := member.hello(ctx, vmA.ID(), []string{string(schema.RoleVM)}, []string{orgA}); err != nil || reply.Error != "" {
+		t.Fatalf("hello: %v %q", err, reply.Error)
+	}
+	if n, err := member.pullFrom(ctx, vmA.ID(), orgA, cidStrings(want)); err != nil || n < len(want) || !member.receivedContains(marker) {
+		t.Fatalf("a member of %s pulled %d of %d blocks after the upgrade: %v", orgA, n, len(want), err)
 	}
 }
