@@ -82,9 +82,10 @@ func (r recordingReceiver) ReceiveMessage(ctx context.Context, from peer.ID, m b
 	r.Receiver.ReceiveMessage(ctx, from, m)
 }
 
-// want asks connected peers for cs by bitswap until done returns true or
-// the wait ends, and returns the blocks it got. done is polled; a refusal
-// the target counted is how a test knows its want arrived.
+// want asks connected peers for cs by bitswap until every block came, done
+// returns true or the wait ends, and returns how many blocks bitswap
+// delivered. done is polled; a refusal the target counted is how a test
+// knows its want arrived.
 func (hb *hostileBitswap) want(t *testing.T, cs []cid.Cid, wait time.Duration, done func() bool) int {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -93,20 +94,22 @@ func (hb *hostileBitswap) want(t *testing.T, cs []cid.Cid, wait time.Duration, d
 		cancel()
 		t.Fatal(err)
 	}
-	got := 0
+	var got atomic.Int64
 	drained := make(chan struct{})
 	go func() { // owned here: ends when ch closes, after cancel at the latest
 		defer close(drained)
 		for b := range ch {
 			hb.h.keep(b.RawData())
-			got++
+			got.Add(1)
 		}
 	}()
-	_ = WaitFor(ctx, wait, func() (bool, error) { return done(), nil })
+	_ = WaitFor(ctx, wait, func() (bool, error) { return got.Load() == int64(len(cs)) || done(), nil })
 	cancel()
 	<-drained
-	return got
+	return int(got.Load())
 }
+
+func never() bool { return false }
 
 // markerBlocks lists the blocks of n that hold marker in clear.
 func markerBlocks(t *testing.T, n *node.Node, marker []byte) []cid.Cid {
@@ -230,6 +233,14 @@ func TestDagPullServesOnlyReadableBlocks(t *testing.T) {
 	if err != nil || len(sy) != 1 || sy[0].RefusedByReason[mesh.RefuseBlockNotReadable] == 0 {
 		t.Fatalf("examnode sync %s: %+v, %v", orgA, sy, err)
 	}
+	metrics, err := client(central).Metrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := fmt.Sprintf(`examnode_refused_total{org=%q,reason=%q}`, orgA, mesh.RefuseBlockNotReadable)
+	if !bytes.Contains(metrics, []byte(line)) {
+		t.Fatalf("the metrics have no %s", line)
+	}
 
 	stranger := newHostile(t, c, hostileSpec{Stranger: true})
 	if ai, err := addrInfo(vmA.Addrs()); err == nil {
@@ -292,7 +303,7 @@ func TestBitswapServesOnlyReadableBlocks(t *testing.T) {
 			t.Fatalf("hello: %v %q", err, reply.Error)
 		}
 		hb := member.bitswap()
-		if got := hb.want(t, want, 30*time.Second, func() bool { return member.receivedContains(marker) && hb.blocks.Load() >= int64(len(want)) }); got != len(want) {
+		if got := hb.want(t, want, 30*time.Second, never); got != len(want) {
 			t.Fatalf("a member of %s got %d of %d blocks by bitswap from %s", orgA, got, len(want), target.ID())
 		}
 		if !member.receivedContains(marker) {
@@ -358,7 +369,7 @@ func TestBundlePayloadOnlyToReaders(t *testing.T) {
 		t.Fatalf("hello: %v %q", err, reply.Error)
 	}
 	mb := member.bitswap()
-	if got := mb.want(t, payload, 30*time.Second, func() bool { return mb.blocks.Load() >= int64(len(payload)) }); got != len(payload) {
+	if got := mb.want(t, payload, 30*time.Second, never); got != len(payload) {
 		t.Fatalf("a member of %s got %d of %d payload blocks", org, got, len(payload))
 	}
 	if !receivedAny(member) {

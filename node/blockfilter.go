@@ -80,27 +80,51 @@ func (n *Node) indexOrgBlocks(ctx context.Context, org string, rep *crdt.Replica
 // only if p's verified membership may read an organisation c belongs to.
 // A refusal of a block this node holds is counted.
 func (n *Node) mayReceive(ctx context.Context, p peer.ID, c cid.Cid) bool {
+	return n.mayReceiveIn(ctx, p, c, "")
+}
+
+// mayReceiveIn is mayReceive with org (if not "") an organisation the
+// peer was already found to read: a block indexed for it goes at the cost
+// of one key lookup (the bulk pull's case).
+func (n *Node) mayReceiveIn(ctx context.Context, p peer.ID, c cid.Cid, org string) bool {
 	if !n.mesh.Gated() {
 		return true
+	}
+	if org != "" {
+		if in, err := n.store.BlockInOrg(ctx, c, org); err == nil && in {
+			return true
+		}
+	}
+	m, member := n.mesh.PeerMembership(p)
+	if member && !m.AllOrgs {
+		// A VM reads one organisation or a few: look those up.
+		for _, o := range m.Orgs {
+			if policy.MayRead(m, o) != nil {
+				continue
+			}
+			if in, err := n.store.BlockInOrg(ctx, c, o); err == nil && in {
+				return true
+			}
+		}
 	}
 	orgs, err := n.store.BlockOrgs(ctx, c)
 	if err != nil {
 		return false
 	}
-	if m, ok := n.mesh.PeerMembership(p); ok {
-		for _, org := range orgs {
-			if policy.MayRead(m, org) == nil {
+	if member && m.AllOrgs {
+		for _, o := range orgs {
+			if policy.MayRead(m, o) == nil {
 				return true
 			}
 		}
 	}
-	org := mesh.NodeWide
+	counted := mesh.NodeWide
 	if len(orgs) > 0 {
-		org = orgs[0]
+		counted = orgs[0]
 	} else if has, err := n.store.Blockstore().Has(ctx, c); err != nil || !has {
 		return false // nothing here to give: not a refusal
 	}
-	n.mesh.CountRefused(org, mesh.RefuseBlockNotReadable, 1)
+	n.mesh.CountRefused(counted, mesh.RefuseBlockNotReadable, 1)
 	n.log.Debug("refused a block to a peer that may not read its organisation", "peer", p, "cid", c, "orgs", orgs)
 	return false
 }
@@ -115,34 +139,36 @@ func (n *Node) bitswapMaySend(p peer.ID, c cid.Cid) bool {
 
 // servedBlocks is what a bulk pull from peer reads: the shared blockstore,
 // where a block the peer may not receive is not found (the walk then does
-// not descend below it).
+// not descend below it). org is the organisation the current request
+// names, once the peer was found to read it.
 type servedBlocks struct {
 	blockstore.Blockstore
 	n    *Node
 	peer peer.ID
+	org  string
 }
 
-func (s servedBlocks) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
-	if !s.n.mayReceive(ctx, s.peer, c) {
+func (s *servedBlocks) Get(ctx context.Context, c cid.Cid) (blocks.Block, error) {
+	if !s.n.mayReceiveIn(ctx, s.peer, c, s.org) {
 		return nil, ipld.ErrNotFound{Cid: c}
 	}
 	return s.Blockstore.Get(ctx, c)
 }
 
-func (s servedBlocks) Has(ctx context.Context, c cid.Cid) (bool, error) {
-	if !s.n.mayReceive(ctx, s.peer, c) {
+func (s *servedBlocks) Has(ctx context.Context, c cid.Cid) (bool, error) {
+	if !s.n.mayReceiveIn(ctx, s.peer, c, s.org) {
 		return false, nil
 	}
 	return s.Blockstore.Has(ctx, c)
 }
 
-func (s servedBlocks) GetSize(ctx context.Context, c cid.Cid) (int, error) {
-	if !s.n.mayReceive(ctx, s.peer, c) {
+func (s *servedBlocks) GetSize(ctx context.Context, c cid.Cid) (int, error) {
+	if !s.n.mayReceiveIn(ctx, s.peer, c, s.org) {
 		return -1, ipld.ErrNotFound{Cid: c}
 	}
 	return s.Blockstore.GetSize(ctx, c)
 }
 
-func (s servedBlocks) AllKeysChan(context.Context) (<-chan cid.Cid, error) {
+func (s *servedBlocks) AllKeysChan(context.Context) (<-chan cid.Cid, error) {
 	return nil, errors.New("node: a peer's pull does not list blocks")
 }

@@ -30,7 +30,9 @@ func (n *Node) servePull(s network.Stream) {
 	// The request must name an organisation the peer may read, and every
 	// block is decided on its own (blockfilter.go): a block goes only if
 	// the peer may read an organisation it belongs to.
-	err := crdt.ServePull(n.ctx, s, servedBlocks{Blockstore: n.store.Blockstore(), n: n, peer: from}, func(org string) error {
+	served := &servedBlocks{Blockstore: n.store.Blockstore(), n: n, peer: from}
+	err := crdt.ServePull(n.ctx, s, served, func(org string) error {
+		served.org = ""
 		if _, err := n.Replica(org); err != nil {
 			return err
 		}
@@ -38,6 +40,7 @@ func (n *Node) servePull(s network.Stream) {
 			n.mesh.CountRefused(org, mesh.RefuseBlockNotReadable, 1)
 			return err
 		}
+		served.org = org
 		return nil
 	})
 	if err != nil {
