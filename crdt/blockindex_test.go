@@ -8,7 +8,10 @@ import (
 	"testing"
 
 	"github.com/ipfs/boxo/blockservice"
+	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
@@ -246,5 +249,38 @@ func TestIndexOrgOnOpen(t *testing.T) {
 	// A new organisation: nothing to walk, marked done.
 	if n, err := s.IndexOrg(ctx, "C2", nil); err != nil || n != 0 {
 		t.Fatalf("IndexOrg of a new organisation = %d, %v", n, err)
+	}
+}
+
+// IndexOrg walks a bundle payload's shape too: a balanced UnixFS DAG of
+// raw leaves (CIDv1), as the node stores one.
+func TestIndexOrgWalksRawLeaves(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir())
+	defer s.Close()
+	dag := offlineDAG(s) // the old layout: nothing indexed
+	params := helpers.DagBuilderParams{Maxlinks: helpers.DefaultLinksPerBlock, RawLeaves: true,
+		CidBuilder: merkledag.V1CidPrefix(), Dagserv: dag}
+	data := bytes.Repeat([]byte("sealed payload "), 3000) // 45 kB: several 4 kB leaves
+	db, err := params.New(chunker.NewSizeSplitter(bytes.NewReader(data), 4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := balanced.Layout(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := allBlocks(t, s)
+	if len(all) < 3 {
+		t.Fatalf("%d blocks; want a root and leaves", len(all))
+	}
+	n, err := s.IndexOrg(ctx, "C1", []cid.Cid{root.Cid()})
+	if err != nil || n != len(all) {
+		t.Fatalf("IndexOrg = %d, %v; want %d", n, err, len(all))
+	}
+	for _, c := range all {
+		if got := blockOrgs(t, s, c); !slices.Equal(got, []string{"C1"}) {
+			t.Fatalf("block %s indexed as %v", c, got)
+		}
 	}
 }
