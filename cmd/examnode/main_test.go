@@ -145,7 +145,7 @@ func TestWrongTokenIsRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "vm")
 	mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
 	startDaemon(t, dir)
-	if err := os.WriteFile(filepath.Join(dir, node.TokenFile), []byte("forged"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, node.TokenFile), []byte("f0rged-but-long-enough-0123456789abcdefABCDEF"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, _, errs := cli(t, "", "status", "--dir", dir)
