@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -125,10 +126,13 @@ func (n *Node) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
+			refuseConn(w)
 			writeErr(w, http.StatusUnauthorized, "unauthorized",
 				fmt.Errorf("missing or wrong bearer token: send `Authorization: Bearer <token>` with the token from %s", filepath.Join(n.dir, TokenFile)))
 			return
 		}
+		markAuthenticated(r)
+		bodyDeadline(w, r)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -138,8 +142,18 @@ func (n *Node) startAPI() error {
 	if err != nil {
 		return fmt.Errorf("node: local API on %s: %w (is another examnode running? set \"api\" in %s)", n.cfg.API, err, filepath.Join(n.dir, ConfigFile))
 	}
-	n.apiLn = ln
-	n.api = &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	lim := newConnLimiter(ln, apiMaxConns(n.cfg.APIMaxConnections))
+	n.apiLn = lim
+	n.api = &http.Server{
+		Handler:           n.Handler(),
+		ReadHeaderTimeout: apiReadHeaderTimeout,
+		IdleTimeout:       apiIdleTimeout,
+		MaxHeaderBytes:    apiMaxHeaderBytes,
+		ConnState:         lim.connState,
+		ConnContext:       connContext,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	ln = lim
 	if err := writeFileAtomic(filepath.Join(n.dir, APIAddrFile), []byte(ln.Addr().String()), 0o600); err != nil {
 		_ = ln.Close()
 		return err

@@ -78,6 +78,11 @@ type Config struct {
 	// anyone who reaches the port can try the token, and the API holds
 	// every organisation's data.
 	APIAllowNonLoopback bool `json:"api_allow_non_loopback,omitempty"`
+	// APIMaxConnections caps the local API's open connections
+	// (DefaultAPIMaxConnections if 0; at most half the open-file limit).
+	// At the cap, a new connection closes the one idle the longest
+	// (apiconn.go).
+	APIMaxConnections int `json:"api_max_connections,omitempty"`
 	// LANDiscovery finds and connects peers of the same network on the
 	// local network by mDNS (the VMs of a centre, with or without central).
 	LANDiscovery bool `json:"lan_discovery"`
