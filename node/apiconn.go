@@ -36,8 +36,10 @@ import (
 )
 
 // DefaultAPIMaxConnections caps the local API's open connections unless
-// Config.APIMaxConnections says otherwise.
-const DefaultAPIMaxConnections = 4096
+// Config.APIMaxConnections says otherwise. An exam platform needs a few
+// dozen (a pool, a long poll or event stream per follower); each open
+// connection costs a file and some 30-70 KiB.
+const DefaultAPIMaxConnections = 1024
 
 const (
 	apiReadHeaderTimeout = 10 * time.Second
