@@ -106,6 +106,12 @@ type Config struct {
 	// only peers holding the same key can complete a handshake with this
 	// node. Empty: no private network.
 	PnetKey string `json:"pnet_key,omitempty"`
+	// Debug turns on the debugging aids: the raw routes
+	// (/v1/orgs/{org}/raw/...) and the CLI's raw verbs (put, get, ls, rm).
+	// They bypass the record schema and, on an open node, every role
+	// check; off, they answer 404 raw_off. Set by `examnode init --debug`;
+	// never on a production node.
+	Debug bool `json:"debug,omitempty"`
 	// Tuning holds intervals that tests and benchmarks shorten.
 	Tuning Tuning `json:"tuning,omitzero"`
 	// Bundles configures result bundles and archive duties (bundleconfig.go).

@@ -86,3 +86,9 @@ Start here:
 }
 
 func (e *env) client() (*node.Client, error) { return node.ClientFromDir(e.dir) }
+
+// rawClient is the client of the raw verbs (put, get, ls, rm). They are
+// hidden from help: the routes they call exist only on a daemon whose
+// config has "debug": true, and any other answers 404 raw_off, naming the
+// key (node.ErrRawOff).
+func (e *env) rawClient() (*node.Client, error) { return e.client() }
