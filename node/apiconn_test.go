@@ -164,6 +164,10 @@ func TestAPIConnectionCapClosesIdleConnectionsFirst(t *testing.T) {
 	if lim.evicted.Load() == 0 {
 		t.Fatal("no idle connection was closed to make room")
 	}
+	m, err := (&Client{Addr: n.APIAddr(), Token: n.Token()}).Metrics(context.Background())
+	if err != nil || !strings.Contains(string(m), "examnode_api_connections_closed_total{reason=\"evicted\"}") || !strings.Contains(string(m), "examnode_api_connections ") {
+		t.Fatalf("metrics lack the API's connections: %v\n%.2000s", err, m)
+	}
 	// The oldest idle ones were closed, the newest is still served.
 	_ = idle[0].SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := idle[0].Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
