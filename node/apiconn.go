@@ -87,7 +87,9 @@ type apiConn struct {
 	authed atomic.Bool
 	elem   *list.Element // in l.idleU or l.idleA, nil while active; under l.mu
 	in     *list.List
-	once   sync.Once
+	// gone is set once the connection is counted out of l.open, by its
+	// Close or by an eviction, whichever comes first.
+	gone atomic.Bool
 }
 
 func newConnLimiter(ln net.Listener, max int) *connLimiter {
@@ -110,9 +112,10 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 				break
 			}
 			l.unlink(v)
-			victims = append(victims, v)
-			l.open-- // counted out now; its Close does not count again
-			v.once.Do(func() {})
+			if v.gone.CompareAndSwap(false, true) {
+				l.open-- // counted out now; its Close does not count again
+				victims = append(victims, v)
+			} // else its Close, under way, counts it out
 		}
 		full := l.open >= l.max
 		if !full {
@@ -160,10 +163,13 @@ func (l *connLimiter) connState(nc net.Conn, st http.ConnState) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch st {
-	case http.StateActive, http.StateHijacked:
+	case http.StateActive, http.StateHijacked, http.StateClosed:
 		l.unlink(c)
 	case http.StateIdle:
 		l.unlink(c)
+		if c.gone.Load() {
+			return // evicted already
+		}
 		if c.authed.Load() {
 			c.elem, c.in = l.idleA.PushBack(c), &l.idleA
 		} else {
@@ -200,12 +206,12 @@ func (c *apiConn) SetDeadline(t time.Time) error {
 }
 
 func (c *apiConn) Close() error {
-	c.once.Do(func() {
-		c.l.mu.Lock()
-		c.l.unlink(c)
+	c.l.mu.Lock()
+	c.l.unlink(c)
+	if c.gone.CompareAndSwap(false, true) {
 		c.l.open--
-		c.l.mu.Unlock()
-	})
+	}
+	c.l.mu.Unlock()
 	return c.Conn.Close()
 }
 

@@ -194,3 +194,79 @@ func TestAPIConnectionCapClosesIdleConnectionsFirst(t *testing.T) {
 		t.Fatal("the long poll did not answer the write: its connection was closed to make room")
 	}
 }
+
+// Under concurrent connections that come, make requests, idle and go (at
+// a cap far below their number), the limiter never holds more than its
+// cap and counts every connection out again: none is leaked or counted
+// twice.
+func TestConnLimiterCountsEveryConnectionOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 8
+	lim := newConnLimiter(ln, limit)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "" {
+				markAuthenticated(r)
+			}
+			_, _ = io.WriteString(w, "ok")
+		}),
+		ReadHeaderTimeout: apiReadHeaderTimeout, IdleTimeout: apiIdleTimeout,
+		ConnState: lim.connState, ConnContext: connContext,
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lim) }()
+	defer func() {
+		if err := srv.Close(); err != nil {
+			t.Error(err)
+		}
+		<-served
+	}()
+	addr := ln.Addr().String()
+	done := make(chan struct{})
+	for g := range 16 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 25 {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					continue
+				}
+				if o := lim.Open(); o > limit+1 { // +1: this one may be counted before an eviction
+					t.Errorf("%d connections open, cap %d", o, limit)
+				}
+				auth := ""
+				if (g+i)%2 == 0 {
+					auth = "Authorization: Bearer x\r\n"
+				}
+				_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n"+auth+"\r\n")
+				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				if i%3 != 0 {
+					c.Close() // the rest stay idle until the server closes them or the test ends
+				} else {
+					defer c.Close()
+				}
+			}
+		}()
+	}
+	for range 16 {
+		<-done
+	}
+	if o := lim.Open(); o > limit {
+		t.Fatalf("%d connections open after the storm, cap %d", o, limit)
+	}
+	srv.SetKeepAlivesEnabled(false) // closes the idle ones
+	deadline := time.Now().Add(10 * time.Second)
+	for lim.Open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still counted after every one closed", lim.Open())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the limiter
+	}
+}
