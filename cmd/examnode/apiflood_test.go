@@ -191,6 +191,12 @@ func TestAPIHolds20000IdleConnections(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
+	limits, _ := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	for _, line := range strings.Split(string(limits), "\n") {
+		if strings.HasPrefix(line, "Max open files") {
+			t.Logf("daemon: %s", strings.Join(strings.Fields(line), " "))
+		}
+	}
 	t.Logf("daemon before: VmRSS %d KiB, %d open files", rss0, fds0)
 	t.Logf("%d connections opened in %v; daemon at the end: VmRSS %d KiB, %d open files; peak: VmRSS %d KiB, %d open files",
 		floodConns, floodTime.Round(time.Millisecond), rss1, fds1, peakRSS, peakFDs)
