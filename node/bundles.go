@@ -479,14 +479,15 @@ func (b *bundler) learnRecipients() {
 	}
 }
 
-// meshRecipients lists what the peer book says of possible recipients.
-// Open: only central and archive peers matter, by the roles they announce.
-// Gated: every verified membership, so an archive can check a bundle's
-// signer after its VM is gone (knownRecipients keeps only central and
-// archive ones).
+// meshRecipients lists what the peer book says of possible recipients:
+// every verified membership, so an archive can check a bundle's signer
+// after its VM is gone (knownRecipients keeps only central and archive
+// ones). An open node lists none: a role a peer announces without an
+// authority's membership proves nothing (any LAN peer may claim to be the
+// archive), so an open mesh never seals to one.
 func (n *Node) meshRecipients() []knownRecipient {
 	m := n.mesh
-	if m == nil {
+	if m == nil || !m.Gated() {
 		return nil
 	}
 	var out []knownRecipient
@@ -549,9 +550,10 @@ func (n *Node) sealRecipients(ctx context.Context, org string) ([]string, error)
 // this node knows, for sealing bundles and result bodies: those remembered
 // under /node/recipients and those in its peer book now (so that a result
 // written just after central connected, before a bundle round remembered
-// it, is sealed to central). On a gated node only memberships the
-// authority signed and that are valid now count; on an open one, the roles
-// and organisations peers announce.
+// it, is sealed to central). Only memberships the authority signed and
+// that are valid now count: an open node has no recipient at all (it
+// stores results in clear, and makes no bundle), whatever roles peers
+// announce or it remembers from before.
 //
 // The peers of the node's configuration (Config.Peers) count once their
 // role is known this way, from their membership or hello: the
@@ -574,17 +576,13 @@ func (n *Node) knownRecipients(ctx context.Context) ([]policy.Membership, error)
 		}
 	}
 	trust, err := n.cfg.Trust()
-	if err != nil {
+	if err != nil || trust == nil {
 		return nil, err
 	}
 	members := make([]policy.Membership, 0, len(known))
 	for _, kr := range known {
 		if kr.Role != string(schema.RoleCentral) && kr.Role != string(schema.RoleArchive) {
 			continue // not a recipient: skip the signature check (a gated node remembers every VM too)
-		}
-		if trust == nil {
-			members = append(members, policy.Membership{Peer: kr.Peer, Role: schema.Role(kr.Role), Orgs: kr.Orgs, AllOrgs: kr.AllOrgs})
-			continue
 		}
 		mb, err := policy.ParseMembership(kr.Membership)
 		if err == nil && policy.Verify(mb, *trust, n.now()) == nil {
@@ -694,7 +692,10 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 		return err
 	}
 	if len(recips) == 0 {
-		if b.noteWaiting(org, exec.ID) {
+		switch first := b.noteWaiting(org, exec.ID); {
+		case first && n.cfg.Authority == "":
+			n.log.Warn("no bundle: this node runs open (no authority) and an open mesh seals to no peer, since any peer may claim to be an archive; gate the mesh (examnode init --authority)", "org", org, "execution", exec.ID)
+		case first:
 			n.log.Info("bundle waits for a recipient: no archive or central peer of the organisation seen yet", "org", org, "execution", exec.ID)
 		}
 		return nil
