@@ -122,11 +122,23 @@ func (m *Mesh) verifyMembership(p peer.ID, b []byte) (*policy.Membership, error)
 func (m *Mesh) refuse(p peer.ID, err error) {
 	m.noteError(p, err.Error())
 	m.log.Warn("refusing peer", "peer", p, "err", err)
+	stranger := errors.Is(err, ErrNotAMember)
 	m.mu.Lock()
-	if s := m.book[p]; s != nil {
+	s := m.book[p]
+	if s != nil {
 		s.member = nil
+		s.refused = true
+		s.connectedAt = time.Time{}
+		stranger = stranger && !s.configured
 	}
+	m.signalLocked()
 	m.mu.Unlock()
+	if stranger {
+		// Counted where it is refused, and denied reconnection for a
+		// while (gate.go).
+		m.CountRefused(NodeWide, RefuseStranger, 1)
+		m.deny.add(p, m.now().Add(m.opts.DenyFor))
+	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
