@@ -86,6 +86,7 @@ type peerState struct {
 	refused     bool      // refused since it connected (gate.go)
 	declined    bool      // it refused this node: nothing in common
 	connectedAt time.Time // while it is connected and unverified: since when
+	presenting  int       // hellos being read from it while it is unverified
 
 	dialing  bool
 	nextDial time.Time
@@ -500,9 +501,18 @@ func (m *Mesh) pingMaybe(ctx context.Context, p peer.ID) {
 func (m *Mesh) handleSync(s network.Stream) {
 	defer s.Close()
 	p := s.Conn().RemotePeer()
-	_ = s.SetDeadline(time.Now().Add(exchangeTimeout))
+	deadline := exchangeTimeout
+	unverified := m.startHello(p)
+	if unverified {
+		// A peer presenting itself has a little longer than HelloTimeout
+		// (strangerLoop waits while it does), not exchangeTimeout.
+		deadline = 2 * m.opts.HelloTimeout
+	}
+	_ = s.SetDeadline(time.Now().Add(deadline))
 	var req hello
-	if err := readMsg(bufio.NewReader(s), &req); err != nil {
+	err := readMsg(bufio.NewReader(s), &req)
+	m.endHello(p, unverified)
+	if err != nil {
 		s.Reset()
 		m.refuseSilent(p, err)
 		return

@@ -49,9 +49,9 @@ import (
 //
 // On an open mesh none of this applies.
 
-// strangerTickEvery is how often pending strangers' deadlines are checked,
-// as a fraction of HelloTimeout.
-const strangerTicks = 5
+// strangerTicks is how often pending strangers' deadlines are checked, as
+// a fraction of HelloTimeout.
+const strangerTicks = 10
 
 // verifiedState is what a waiter learns about a peer.
 type verifiedState int
@@ -231,7 +231,7 @@ func (m *Mesh) strangerLoop() {
 		m.mu.Lock()
 		for p, s := range m.book {
 			if !s.connected || s.member != nil || s.configured || s.refused || s.connectedAt.IsZero() ||
-				now.Sub(s.connectedAt) < m.opts.HelloTimeout {
+				s.presenting > 0 || now.Sub(s.connectedAt) < m.opts.HelloTimeout {
 				continue
 			}
 			if s.declined {
@@ -243,8 +243,8 @@ func (m *Mesh) strangerLoop() {
 		}
 		m.mu.Unlock()
 		for _, p := range late {
-			m.refuse(p, fmt.Errorf("%w: peer %s presented no valid membership within %s of connecting",
-				ErrNotAMember, p, m.opts.HelloTimeout))
+			m.refuseAfter(p, fmt.Errorf("%w: peer %s presented no valid membership within %s of connecting",
+				ErrNotAMember, p, m.opts.HelloTimeout), 0)
 		}
 		for _, p := range declined { // it verified nothing of ours to offer: not a stranger
 			_ = m.host.Network().ClosePeer(p)
@@ -345,4 +345,32 @@ func (g gater) InterceptUpgraded(c network.Conn) (bool, control.DisconnectReason
 
 func (m *Mesh) isConfigured(p peer.ID) bool {
 	return slices.ContainsFunc(m.peers, func(ai peer.AddrInfo) bool { return ai.ID == p })
+}
+
+// startHello notes, on a gated mesh, that a hello from unverified peer p
+// is being read (strangerLoop lets it finish); it reports whether p was
+// unverified. endHello undoes it.
+func (m *Mesh) startHello(p peer.ID) bool {
+	if !m.Gated() {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.book[p]
+	if s == nil || s.member != nil {
+		return false
+	}
+	s.presenting++
+	return true
+}
+
+func (m *Mesh) endHello(p peer.ID, started bool) {
+	if !started {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.book[p]; s != nil && s.presenting > 0 {
+		s.presenting--
+	}
 }

@@ -124,7 +124,11 @@ func (m *Mesh) verifyMembership(p peer.ID, b []byte) (*policy.Membership, error)
 
 // refuse notes why p is refused and closes its connections shortly after,
 // so that a refusal sent in a reply reaches it first.
-func (m *Mesh) refuse(p peer.ID, err error) {
+func (m *Mesh) refuse(p peer.ID, err error) { m.refuseAfter(p, err, 200*time.Millisecond) }
+
+// refuseAfter is refuse with the delay before the connections close (none
+// when no reply is on its way).
+func (m *Mesh) refuseAfter(p peer.ID, err error, delay time.Duration) {
 	m.noteError(p, err.Error())
 	m.log.Warn("refusing peer", "peer", p, "err", err)
 	stranger := errors.Is(err, ErrNotAMember)
@@ -147,7 +151,7 @@ func (m *Mesh) refuse(p peer.ID, err error) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		t := time.NewTimer(200 * time.Millisecond)
+		t := time.NewTimer(delay)
 		defer t.Stop()
 		select {
 		case <-t.C:
