@@ -456,11 +456,10 @@ func (m *Mesh) exchangeOnce(p peer.ID, present bool) error {
 		reply.Present = true // its organisations follow in the full exchange
 	}
 	m.notePeer(p, reply, member, !present)
+	m.deliverHeads(p, member, reply.Heads, reply.HeadsAt)
 	if present {
-		m.deliverHeads(p, member, reply.Heads, reply.HeadsAt)
 		return nil
 	}
-	m.deliverHeads(p, member, reply.Heads, reply.HeadsAt)
 	m.exchangesOK.Add(1)
 	m.pingMaybe(ctx, p)
 	return nil

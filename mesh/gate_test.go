@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
 	"github.com/examnode/examnode/schema"
@@ -203,5 +204,30 @@ func TestResourceManagerCapsAPeersStreams(t *testing.T) {
 		a.Refused(NodeWide)[RefuseResourceLimit], RefuseResourceLimit)
 	for _, s := range streams {
 		_ = s.Reset()
+	}
+}
+
+func TestDenySetIsBoundedAndExpires(t *testing.T) {
+	d := newDenySet(3)
+	now := time.Now()
+	var ids []string
+	for range 5 {
+		h := rawHost(t)
+		ids = append(ids, h.ID().String())
+		d.add(h.ID(), now.Add(time.Minute))
+		_ = h.Close()
+	}
+	if d.len() != 3 {
+		t.Fatalf("deny set holds %d, bound 3", d.len())
+	}
+	for i, want := range []bool{false, false, true, true, true} {
+		p, _ := peer.Decode(ids[i])
+		if got := d.denied(p, now); got != want {
+			t.Fatalf("entry %d denied %v, want %v (the oldest go first)", i, got, want)
+		}
+	}
+	p, _ := peer.Decode(ids[4])
+	if d.denied(p, now.Add(2*time.Minute)) || d.len() != 2 {
+		t.Fatalf("an expired entry is still denied (%d entries)", d.len())
 	}
 }

@@ -281,7 +281,10 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 		ai, _ := ParsePeerAddr(p)
 		peers = append(peers, ai)
 	}
-	cm, err := cmgr.NewConnManager(100, 400)
+	// The connection manager trims unprotected connections beyond its high
+	// watermark: keep it under the resource manager's limit but high
+	// enough for a central host's VMs (1,000+ peers).
+	cm, err := cmgr.NewConnManager(opts.Limits.Conns/2, opts.Limits.Conns*3/4)
 	if err != nil {
 		return nil, err
 	}
