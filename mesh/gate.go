@@ -185,7 +185,7 @@ func (f subFilter) FilterIncomingSubscriptions(p peer.ID, subs []*pb.RPC_SubOpts
 		org, ok := f.m.mayReadTopic(p, s.GetTopicid())
 		if !ok {
 			f.m.CountRefused(org, RefuseSubscription, 1)
-			f.m.log.Info("subscription refused", "peer", p, "topic", s.GetTopicid())
+			f.m.log.Debug("subscription refused", "peer", p, "topic", s.GetTopicid())
 			continue
 		}
 		out = append(out, s)
