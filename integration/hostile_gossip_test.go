@@ -7,9 +7,11 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,6 +31,17 @@ import (
 // gossip is the attacker's gossipsub, subscribed to one topic.
 type gossip struct {
 	messages atomic.Int64 // messages of the topic delivered to it
+
+	mu   sync.Mutex
+	rpcs bytes.Buffer // every RPC its gossipsub received, marshalled
+}
+
+// rpcsContain reports whether any RPC the attacker's gossipsub received
+// contains b.
+func (g *gossip) rpcsContain(b []byte) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return bytes.Contains(g.rpcs.Bytes(), b)
 }
 
 // joinGossip starts gossipsub on h's host, subscribes to topic and
@@ -36,7 +49,8 @@ type gossip struct {
 func (h *hostile) joinGossip(topic string) *gossip {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	ps, err := pubsub.NewGossipSub(ctx, h.host, pubsub.WithRawTracer(rpcKeeper{h}))
+	g := &gossip{}
+	ps, err := pubsub.NewGossipSub(ctx, h.host, pubsub.WithRawTracer(rpcKeeper{h, g}))
 	if err != nil {
 		cancel()
 		h.t.Fatal(err)
@@ -51,7 +65,6 @@ func (h *hostile) joinGossip(topic string) *gossip {
 		cancel()
 		h.t.Fatal(err)
 	}
-	g := &gossip{}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -74,11 +87,17 @@ func (h *hostile) joinGossip(topic string) *gossip {
 }
 
 // rpcKeeper keeps every RPC the attacker's gossipsub receives.
-type rpcKeeper struct{ h *hostile }
+type rpcKeeper struct {
+	h *hostile
+	g *gossip
+}
 
 func (k rpcKeeper) RecvRPC(rpc *pubsub.RPC) {
 	if b, err := proto.Marshal(&rpc.RPC); err == nil {
 		k.h.keep(b)
+		k.g.mu.Lock()
+		k.g.rpcs.Write(b)
+		k.g.mu.Unlock()
 	}
 }
 func (rpcKeeper) OnNewOutboundStream(peer.ID, protocol.ID)             {}
@@ -158,6 +177,11 @@ func TestMemberOfAnotherOrganisationCannotSubscribe(t *testing.T) {
 	})
 	if n := heard[attacker].messages.Load(); n != 0 {
 		t.Fatalf("the member of B heard %d announcements of A", n)
+	}
+	// Gossipsub sent the member of B no message of A's topic at all (it
+	// may know central subscribes to it: see README, Trust, residual).
+	if !heard[legit].rpcsContain([]byte(topicA)) {
+		t.Fatalf("the member of A's gossipsub recorded nothing of %s's topic: the recorder is broken", orgA)
 	}
 	got := central.Mesh().Refused(orgA)[mesh.RefuseSubscription]
 	if got == 0 {
