@@ -33,7 +33,9 @@ func benchDurablePut32(b *testing.B, opts StoreOptions) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	r, err := NewReplica(DefaultOptions("bench"), Deps{Store: s, DAG: offlineDAG(s)})
+	// As a node writes: through the organisation's blockstore, which
+	// indexes every block in the same batch (blockindex.go).
+	r, err := NewReplica(DefaultOptions("bench"), Deps{Store: s, DAG: orgDAG(s, "bench")})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,7 +80,7 @@ func BenchmarkSignedVerifiedPut32(b *testing.B) {
 	defer s.Close()
 	opts := DefaultOptions(testOrg)
 	opts.Verify = &VerifyOptions{Trust: w.trust, Now: func() time.Time { return tw0.Add(time.Hour) }}
-	r, err := NewReplica(opts, Deps{Store: s, DAG: offlineDAG(s)})
+	r, err := NewReplica(opts, Deps{Store: s, DAG: orgDAG(s, testOrg)})
 	if err != nil {
 		b.Fatal(err)
 	}

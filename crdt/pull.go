@@ -54,7 +54,10 @@ type pullStatus struct {
 }
 
 // ServePull answers pull requests read from rw until the requester closes
-// its side. allow decides whether the requester may read org.
+// its side. allow decides whether the requester may read org; a refusal
+// is written to the requester and returned wrapping ErrPullRefused. bs
+// is what the requester may receive: a block it cannot Get is skipped,
+// and the walk does not go below it.
 func ServePull(ctx context.Context, rw io.ReadWriter, bs blockstore.Blockstore, allow func(org string) error) error {
 	br := bufio.NewReader(rw)
 	bw := bufio.NewWriterSize(rw, 64<<10)
@@ -68,7 +71,9 @@ func ServePull(ctx context.Context, rw io.ReadWriter, bs blockstore.Blockstore, 
 		}
 		if err := allow(req.Org); err != nil {
 			_ = writeFrame(bw, pullStatus{Error: err.Error()})
-			return errors.Join(err, bw.Flush())
+			// The refusal is written: the caller closes the stream
+			// rather than resetting it, so that the requester reads it.
+			return fmt.Errorf("%w: %w", ErrPullRefused, errors.Join(err, bw.Flush()))
 		}
 		if err := writeFrame(bw, pullStatus{}); err != nil {
 			return err

@@ -34,6 +34,9 @@
 // # Layout of the shared database
 //
 //	/blocks/...          DAG blocks of every organisation (content-addressed)
+//	/blockorgs/<mh>/<org> which organisations each block belongs to (blockindex.go);
+//	                     a block goes only to peers that may read one of them
+//	/blockindexed/<org>  the organisation's blocks written before the index are indexed
 //	/orgs/<org>/...      the go-ds-crdt state of one organisation
 //	/view/<org>/...      a gated replica's verified view (local, see view.go)
 //	/node/...            node metadata (see the node package)

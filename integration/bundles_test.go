@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/examnode/examnode/bundle"
+	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
@@ -24,10 +27,55 @@ import (
 
 // bundleOpts: bundle rounds every 100 ms besides those changes trigger,
 // short fetch attempts.
+// bundleOpts configures a gated cluster that makes bundles: bundles are
+// sealed only to archives and central peers an authority vouches for, so
+// an open mesh makes none.
 func bundleOpts() Options {
 	o := testTuning()
 	o.Bundles = node.BundleConfig{Interval: node.Duration(100 * time.Millisecond), FetchTimeout: node.Duration(5 * time.Second)}
+	a, err := policy.GenerateAuthority()
+	if err != nil {
+		panic(err)
+	}
+	o.Authority = a
+	authorities.Store(a.Public().String(), a)
 	return o
+}
+
+// authorities maps a test cluster's authority key (as in its nodes'
+// config) to the authority, so that finishExecution can sign central
+// data for a cluster without a central node.
+var authorities sync.Map
+
+// asCentral signs rec as a central node of the authority vm's config names
+// would: under a membership it grants a fresh key.
+func asCentral(t *testing.T, vm *node.Node, rec schema.Record) ([]byte, policy.Membership) {
+	t.Helper()
+	v, ok := authorities.Load(vm.Config().Authority)
+	if !ok {
+		t.Fatal("the cluster's authority is unknown: make its options with bundleOpts")
+	}
+	a := v.(*policy.Authority)
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _ := peer.IDFromPrivateKey(key)
+	now := time.Now()
+	m, err := a.Grant(policy.GrantRequest{Network: vm.Config().Network, Peer: id.String(), Role: schema.RoleCentral, AllOrgs: true,
+		NotBefore: now.Add(-time.Hour), Expires: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := schema.Encode(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, err := policy.Sign(key, m, enc, policy.NextSeq(0, now), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return policy.EncodeSigned(sr), m
 }
 
 // bundleCluster starts an archive (0) and VMs (1…vms) of org, connected.
@@ -113,15 +161,39 @@ func finishExecutionWith(t *testing.T, central, vm *node.Node, id, vars string) 
 		finishOnVM(t, vm, id, vars)
 		return
 	}
+	putEligibility(t, vm, rep, id)
+	finishOnVM(t, vm, id, vars)
+}
+
+// putEligibility stores, in vm's replica, the eligibility of test-taker
+// tt-<id> that central would write, signed as central on a gated cluster,
+// and waits until vm's API serves it.
+func putEligibility(t *testing.T, vm *node.Node, rep *crdt.Replica, id string) {
+	t.Helper()
+	ctx := context.Background()
 	el, err := schema.NewRecord(org, "el-"+id, schema.Eligibility{TestCenter: "c1", Delivery: "d1", TestTakers: []string{"tt-" + id}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	enc, _ := schema.Encode(el)
+	if vm.Config().Authority != "" {
+		// A gated VM's view takes only signed central data, written under
+		// a membership held in the replica.
+		var m policy.Membership
+		enc, m = asCentral(t, vm, el)
+		if err := rep.Put(ctx, crdt.MembershipKey(m.Serial), m.Encode()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := rep.Put(ctx, el.Key(), enc); err != nil {
 		t.Fatal(err)
 	}
-	finishOnVM(t, vm, id, vars)
+	if err := WaitFor(ctx, 10*time.Second, func() (bool, error) {
+		_, err := client(vm).GetRecord(ctx, org, "eligibilities", "el-"+id)
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("the eligibility never reached the VM's view: %v", err)
+	}
 }
 
 // finishOnVM writes, through vm's API, a finished execution, two result
@@ -319,17 +391,21 @@ func TestArchiveKeepsAsideABundleThatFails(t *testing.T) {
 		t.Fatalf("a late attachment: %v", err)
 	}
 
-	// e2's record points at e1's payload.
+	// e2's record points at e1's payload: the VM, which runs e2 (still
+	// active), signs it as its bundle.
 	rep, _ := vm.Replica(org)
+	putEligibility(t, vm, rep, "e2")
+	if _, err := client(vm).PutRecord(ctx, org, "executions", "e2", []byte(fmt.Sprintf(`{"delivery":"d1","test_taker":"tt-e2","state":"active",`+
+		`"started":"2026-06-01T08:00:00Z","vm":"%s","version":1}`, vm.ID()))); err != nil {
+		t.Fatal(err)
+	}
 	bad, err := schema.NewRecord(org, "e2", schema.BundleMeta{Execution: "e2", SHA256: good.SHA256, Size: good.Size,
 		Signer: good.Signer, Created: good.Created, Root: good.Root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	enc, _ := schema.Encode(bad)
-	if err := rep.Put(ctx, bad.Key(), enc); err != nil {
-		t.Fatal(err)
-	}
+	ml := newMallory(t, c, 1, org)
+	ml.put(bad.Key(), ml.signAs(ml.key, ml.m, bad))
 	f := waitBundle(t, arch, "e2", "kept aside", func(b node.BundleStatus) bool { return b.Local.Failed != "" })
 	if !strings.Contains(f.Local.Failed, "execution e1") || len(f.Receipts) != 0 {
 		t.Fatalf("failed bundle: %+v", f)

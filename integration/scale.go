@@ -100,6 +100,7 @@ func scaleOnce(ctx context.Context, opts ScaleOptions, dir string, n int) (Scale
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.API = "127.0.0.1:0"
 	cfg.LANDiscovery = false
+	cfg.Debug = true // the raw routes write its deliveries
 	for i := range n {
 		cfg.Orgs = append(cfg.Orgs, scaleOrg(i))
 	}

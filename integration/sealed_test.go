@@ -101,6 +101,26 @@ func TestResultsSealedToCentralAndArchive(t *testing.T) {
 		t.Fatalf("vm1's status: %+v %v; want no result in clear", st.Replicas, err)
 	}
 
+	// Variables too large to seal into a record are refused before
+	// anything is stored.
+	el := `{"test_center":"c1","delivery":"d1","test_takers":["tt-e2"]}`
+	if _, err := client(central).PutRecord(ctx, org, "eligibilities", "el-e2", []byte(el)); err != nil {
+		t.Fatal(err)
+	}
+	waitRecord(t, vm1, org, "eligibilities", "el-e2", func(node.RecordView) error { return nil })
+	if _, err := client(vm1).PutRecord(ctx, org, "executions", "e2", []byte(fmt.Sprintf(`{"delivery":"d1","test_taker":"tt-e2","state":"finished",`+
+		`"started":"2026-06-01T08:00:00Z","finished":"2026-06-01T09:30:00Z","vm":"%s","version":1}`, vm1.ID()))); err != nil {
+		t.Fatal(err)
+	}
+	big := fmt.Sprintf(`{"ESSAY":{"base_type":"string","cardinality":"single","value":%q}}`, strings.Repeat("x", 800_000))
+	_, err = client(vm1).PutRecord(ctx, org, "results", "e2", []byte(resultWith("e2", big)))
+	if !errors.As(err, &re) || re.Status != 400 || re.Field != "body.sealed" || re.Rule != "length" {
+		t.Fatalf("a result of 800 kB of variables: %v; want 400 on body.sealed (length)", err)
+	}
+	if _, err := client(vm1).GetRecord(ctx, org, "results", "e2"); err == nil {
+		t.Fatal("the refused result was stored")
+	}
+
 	// The bundle the archive exports holds the result in clear.
 	waitBundle(t, arch, "e1", "receipted", receiptedBy(arch.ID().String()))
 	dir := filepath.Join(t.TempDir(), "e1")
@@ -137,4 +157,81 @@ func TestResultsSealedToCentralAndArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	scan("stopped")
+}
+
+// TestOpenMeshSealsToNoClaimedRole: in an open mesh (no authority) the
+// roles peers announce are vouched for by nobody; a LAN peer that merely
+// claims to be central or an archive must not become a recipient. A VM
+// connected to an archive and a central that announce their roles knows
+// no recipient, stores its result in clear (counted, as for a VM that met
+// none) and makes no bundle.
+func TestOpenMeshSealsToNoClaimedRole(t *testing.T) {
+	opts := testTuning()
+	opts.Bundles = node.BundleConfig{Interval: node.Duration(100 * time.Millisecond), FetchTimeout: node.Duration(5 * time.Second)}
+	c := NewCluster(t.TempDir(), opts)
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("close cluster: %v", err)
+		}
+	})
+	ctx := context.Background()
+	for _, s := range []Spec{
+		{Name: "archive", Role: schema.RoleArchive, Orgs: []string{org}},
+		{Name: "vm1", Role: schema.RoleVM, Orgs: []string{org}},
+		{Name: "central", Role: schema.RoleCentral, Orgs: []string{org}},
+	} {
+		if _, err := c.Add(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitConnected(t, c)
+	arch, vm1, central := c.Node(0), c.Node(1), c.Node(2)
+	// vm1's peer book holds both claimed roles, and its bundle worker has
+	// had rounds since: it has seen them.
+	err := WaitFor(ctx, 20*time.Second, func() (bool, error) {
+		roles := map[string]bool{}
+		for _, p := range vm1.Mesh().Peers() {
+			if p.Connected && (p.ID == arch.ID().String() || p.ID == central.ID().String()) {
+				for _, r := range p.Roles {
+					roles[r] = true
+				}
+			}
+		}
+		return roles[string(schema.RoleArchive)] && roles[string(schema.RoleCentral)], nil
+	})
+	if err != nil {
+		t.Fatalf("vm1 never learnt the claimed roles: %v", err)
+	}
+	rounds := vm1.BundleRounds()
+	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm1.BundleRounds() >= rounds+2, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := vm1.BundleRecipients(ctx, org); err != nil || len(rs) != 0 {
+		t.Fatalf("vm1's recipients on an open mesh: %v %v; want none", rs, err)
+	}
+
+	finishExecutionWith(t, central, vm1, "e1", scoreVariables)
+	waitRecord(t, arch, org, "results", "e1", func(r node.RecordView) error {
+		if r.StoredSealed || !strings.Contains(string(r.Body), "SCORE") {
+			return fmt.Errorf("the archive serves %s (stored sealed: %v); want it stored in clear", r.Body, r.StoredSealed)
+		}
+		return nil
+	})
+	got, err := Contents(ctx, arch, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := got["/results/e1"]; !strings.Contains(v, "SCORE") {
+		t.Fatalf("the archive stores the result as %.300q; want it in clear (sealed to no claimed role)", v)
+	}
+	if st, err := vm1.Status(ctx); err != nil || len(st.Replicas) != 1 || st.Replicas[0].ResultsUnsealed != 1 {
+		t.Fatalf("vm1's status: %+v %v; want the result counted as in clear", st.Replicas, err)
+	}
+	rounds = vm1.BundleRounds()
+	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm1.BundleRounds() >= rounds+2, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := vm1.Bundles(ctx, org); err != nil || len(b) != 0 {
+		t.Fatalf("vm1's bundles on an open mesh: %+v %v; want none", b, err)
+	}
 }

@@ -53,6 +53,11 @@ type hello struct {
 	// Membership is the sender's encoded membership (policy), on a gated
 	// mesh; the receiver checks it on every hello.
 	Membership []byte `json:"membership,omitempty"`
+	// Present marks a gated initiator's first hello to a peer it has not
+	// verified: it carries the versions, the network and the membership,
+	// nothing else, and the reply comes only once the responder verified
+	// the membership.
+	Present bool `json:"present,omitempty"`
 	// HeadsAt orders the sender's hellos (nanoseconds, strictly increasing
 	// per sender): exchanges run both ways at once, and a reply built
 	// earlier must not overwrite heads reported later.
@@ -77,6 +82,11 @@ type peerState struct {
 	heads        map[string]PeerHeads // by organisation: the heads it last sent in an exchange
 	lastPing     time.Time
 	headsAt      int64 // HeadsAt of the last hello whose heads were kept
+
+	refused     bool      // refused since it connected (gate.go)
+	declined    bool      // it refused this node: nothing in common
+	connectedAt time.Time // while it is connected and unverified: since when
+	presenting  int       // hellos being read from it while it is unverified
 
 	dialing  bool
 	nextDial time.Time
@@ -151,6 +161,7 @@ func (m *Mesh) Peers() []PeerInfo {
 		}
 		out = append(out, pi)
 	}
+	out = append(out, m.recentLocked()...)
 	m.mu.Unlock()
 	for i := range out {
 		out[i].RTT = m.host.Peerstore().LatencyEWMA(ids[out[i].ID])
@@ -216,11 +227,28 @@ func (m *Mesh) onConnected(c network.Conn) {
 		s = &peerState{}
 		m.book[p] = s
 	}
+	if !s.connected && s.member == nil {
+		s.connectedAt = m.now()
+		s.refused, s.declined = false, false
+	}
 	s.connected = true
 	s.inbound = c.Stat().Direction == network.DirInbound
 	s.addr = c.RemoteMultiaddr().String()
 	s.lastSeen = m.now()
 	s.backoff = 0
+	if m.Gated() && s.inbound && !s.configured && s.member == nil {
+		// It presents first (see exchange): this node tells an
+		// unverified peer that dialled it nothing, not even its own
+		// membership.
+		return
+	}
+	if m.Gated() && s.member == nil && m.ctx.Err() == nil {
+		// Present at once, not behind exchanges that may hang on dead
+		// links: the peer gives this node HelloTimeout to do it.
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); m.runExchange(p) }()
+		return
+	}
 	m.enqueueLocked(p)
 }
 
@@ -233,9 +261,12 @@ func (m *Mesh) onDisconnected(c network.Conn) {
 	defer m.mu.Unlock()
 	if s := m.book[p]; s != nil {
 		s.connected = false
+		s.connectedAt = time.Time{}
 		s.lastSeen = m.now()
 		s.nextDial = m.now().Add(m.opts.RedialMin)
+		m.forgetLocked(p, s)
 	}
+	m.signalLocked()
 }
 
 func (m *Mesh) enqueue(p peer.ID) {
@@ -276,19 +307,8 @@ func (m *Mesh) exchangeLoop() {
 				case p := <-m.exchangeQ:
 					m.mu.Lock()
 					delete(m.queued, p)
-					m.running[p] = true
 					m.mu.Unlock()
-					if err := m.exchange(p); err != nil && m.ctx.Err() == nil {
-						m.log.Debug("heads exchange failed", "peer", p, "err", err)
-						m.refuseSilent(p, err)
-					}
-					m.mu.Lock()
-					delete(m.running, p)
-					if m.again[p] {
-						delete(m.again, p)
-						m.enqueueLocked(p)
-					}
-					m.mu.Unlock()
+					m.runExchange(p)
 				}
 			}
 		}()
@@ -296,6 +316,30 @@ func (m *Mesh) exchangeLoop() {
 	for range exchangeWorkers {
 		<-done
 	}
+}
+
+// runExchange runs an exchange with p unless one is running (then another
+// follows it).
+func (m *Mesh) runExchange(p peer.ID) {
+	m.mu.Lock()
+	if m.running[p] {
+		m.again[p] = true
+		m.mu.Unlock()
+		return
+	}
+	m.running[p] = true
+	m.mu.Unlock()
+	if err := m.exchange(p); err != nil && m.ctx.Err() == nil {
+		m.log.Debug("heads exchange failed", "peer", p, "err", err)
+		m.refuseSilent(p, err)
+	}
+	m.mu.Lock()
+	delete(m.running, p)
+	if m.again[p] {
+		delete(m.again, p)
+		m.enqueueLocked(p)
+	}
+	m.mu.Unlock()
 }
 
 func (m *Mesh) periodicExchange() {
@@ -342,8 +386,33 @@ func (m *Mesh) myHello() hello {
 }
 
 // exchange asks p who it is and for its heads of the organisations both
-// carry, and hands those heads to the topics.
+// carry, and hands those heads to the topics. On a gated mesh, to a peer
+// it has not verified yet, it first presents its membership alone (one
+// side has to go first: the initiator, which chose to dial), and sends
+// its organisations and heads in a second hello once the reply verified.
+// To an unverified peer that dialled this node it sends nothing: that
+// peer presents first.
 func (m *Mesh) exchange(p peer.ID) error {
+	if !m.Gated() {
+		return m.exchangeOnce(p, false)
+	}
+	m.mu.Lock()
+	s := m.book[p]
+	verified := s != nil && s.member != nil
+	waitForIt := s != nil && !verified && s.inbound && !s.configured
+	m.mu.Unlock()
+	if waitForIt {
+		return nil
+	}
+	if !verified {
+		if err := m.exchangeOnce(p, true); err != nil {
+			return err
+		}
+	}
+	return m.exchangeOnce(p, false)
+}
+
+func (m *Mesh) exchangeOnce(p peer.ID, present bool) error {
 	ctx, cancel := context.WithTimeout(m.ctx, exchangeTimeout)
 	defer cancel()
 	s, err := m.host.NewStream(network.WithAllowLimitedConn(ctx, "sync"), p, syncProtocol)
@@ -352,7 +421,11 @@ func (m *Mesh) exchange(p peer.ID) error {
 	}
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(exchangeTimeout))
-	if err := writeMsg(s, m.helloWithHeads(p, nil)); err != nil {
+	req := m.presentation()
+	if !present {
+		req = m.helloWithHeads(p, nil)
+	}
+	if err := writeMsg(s, req); err != nil {
 		s.Reset()
 		return err
 	}
@@ -360,6 +433,16 @@ func (m *Mesh) exchange(p peer.ID) error {
 	if err := readMsg(bufio.NewReader(s), &reply); err != nil {
 		s.Reset()
 		return err
+	}
+	if reply.Error != "" && m.Gated() {
+		// A gated node's refusal carries its versions and the reason only.
+		m.mu.Lock()
+		if st := m.book[p]; st != nil {
+			st.declined = true
+		}
+		m.mu.Unlock()
+		m.noteError(p, reply.Error)
+		return fmt.Errorf("%w: peer %s refused: %s", errPeerRefused, p, reply.Error)
 	}
 	member, err := m.checkHello(p, reply)
 	if err != nil {
@@ -369,8 +452,14 @@ func (m *Mesh) exchange(p peer.ID) error {
 		m.noteError(p, reply.Error)
 		return fmt.Errorf("%w: peer %s refused: %s", errPeerRefused, p, reply.Error)
 	}
-	m.notePeer(p, reply, member, true)
+	if present {
+		reply.Present = true // its organisations follow in the full exchange
+	}
+	m.notePeer(p, reply, member, !present)
 	m.deliverHeads(p, member, reply.Heads, reply.HeadsAt)
+	if present {
+		return nil
+	}
 	m.exchangesOK.Add(1)
 	m.pingMaybe(ctx, p)
 	return nil
@@ -411,25 +500,70 @@ func (m *Mesh) pingMaybe(ctx context.Context, p peer.ID) {
 func (m *Mesh) handleSync(s network.Stream) {
 	defer s.Close()
 	p := s.Conn().RemotePeer()
-	_ = s.SetDeadline(time.Now().Add(exchangeTimeout))
+	deadline := exchangeTimeout
+	unverified := m.startHello(p)
+	if unverified {
+		// A peer presenting itself has a little longer than HelloTimeout
+		// (strangerLoop waits while it does), not exchangeTimeout.
+		deadline = 2 * m.opts.HelloTimeout
+	}
+	_ = s.SetDeadline(time.Now().Add(deadline))
 	var req hello
-	if err := readMsg(bufio.NewReader(s), &req); err != nil {
+	err := readMsg(bufio.NewReader(s), &req)
+	m.endHello(p, unverified)
+	if err != nil {
 		s.Reset()
+		m.refuseSilent(p, err)
 		return
 	}
 	member, err := m.checkHello(p, req)
 	if err != nil {
 		reply := m.myHello()
 		reply.Error = err.Error()
+		if m.Gated() {
+			reply = m.refusal(err.Error())
+		}
 		_ = writeMsg(s, reply)
 		return
 	}
 	orgs := m.notePeer(p, req, member, false)
+	if req.Present {
+		orgs = nil // what the peer's book says it carries, if anything
+	}
 	m.deliverHeads(p, member, req.Heads, req.HeadsAt)
 	reply := m.helloWithHeads(p, orgs)
+	if m.Gated() && !m.mayKnowMe(member) {
+		// A verified member of none of this node's organisations learns
+		// nothing of them, not even this node's membership.
+		reply = m.refusal(fmt.Sprintf("nothing in common: this node holds no organisation the membership of peer %s may read", p))
+	}
 	if err := writeMsg(s, reply); err != nil {
 		s.Reset()
 	}
+}
+
+// presentation is a gated initiator's first hello to a peer it has not
+// verified: versions, network and membership.
+func (m *Mesh) presentation() hello {
+	return hello{Version: m.version, Schema: m.opts.SchemaVersion, Schemas: m.opts.SchemaVersions,
+		Network: m.opts.Network, Membership: m.deps.Membership, Present: true}
+}
+
+// refusal is a gated node's reply to a peer it refuses or has nothing to
+// offer: the versions and the reason, nothing else.
+func (m *Mesh) refusal(reason string) hello {
+	return hello{Version: m.version, Schema: m.opts.SchemaVersion, Schemas: m.opts.SchemaVersions, Error: reason}
+}
+
+// mayKnowMe reports whether a verified peer may learn this node's
+// membership, roles and organisations: it may read one of the
+// organisations this node's membership names (a central or archive
+// membership for every organisation names none).
+func (m *Mesh) mayKnowMe(member *policy.Membership) bool {
+	if m.own == nil || m.own.AllOrgs {
+		return true
+	}
+	return slices.ContainsFunc(m.own.Orgs, func(org string) bool { return m.mayRead(member, org) })
 }
 
 // helloWithHeads is this node's hello carrying its heads for the
@@ -447,6 +581,8 @@ func (m *Mesh) helloWithHeads(p peer.ID, orgs []string) hello {
 	}
 	member, _ := m.PeerMembership(p)
 	orgs = slices.DeleteFunc(orgs, func(org string) bool { return !m.mayRead(&member, org) })
+	// The organisations this node tells a peer of are those it may read.
+	h.Orgs = slices.DeleteFunc(h.Orgs, func(org string) bool { return !m.mayRead(&member, org) })
 	if m.deps.Heads == nil {
 		return h
 	}
@@ -597,6 +733,17 @@ func (m *Mesh) notePeer(p peer.ID, h hello, member *policy.Membership, initiated
 	}
 	s.member = member
 	s.roles = roles
+	if member != nil {
+		s.connectedAt = time.Time{}
+		m.signalLocked()
+	}
+	if h.Present {
+		s.lastSeen = m.now()
+		s.lastError = ""
+		orgs := slices.Clone(s.orgs)
+		m.mu.Unlock()
+		return orgs
+	}
 	// An organisation this node holds that the peer is newly seen to
 	// carry gets an exchange of its own: the hello that revealed it may
 	// have crossed this node's Join, so neither side sent heads for it

@@ -90,7 +90,26 @@ type Options struct {
 	// schema.CurrentVersion and schema.SupportedVersions().
 	SchemaVersion  int
 	SchemaVersions []int
+	// HelloTimeout is how long, on a gated mesh, a peer that connected
+	// may take to present a valid membership before it is disconnected as
+	// a stranger (configured peers excepted). DenyFor is how long a
+	// refused stranger may not reconnect. Zero: the defaults.
+	HelloTimeout, DenyFor time.Duration
+	// MaxPeers bounds the peer book (configured peers always stay).
+	// Zero: DefaultMaxPeers.
+	MaxPeers int
+	// Limits are the libp2p resource manager's limits; zero fields take
+	// DefaultLimits' values.
+	Limits Limits
 }
+
+// Defaults of the options that bound what strangers cost.
+const (
+	DefaultHelloTimeout = 1500 * time.Millisecond
+	DefaultDenyFor      = 30 * time.Second
+	DefaultMaxPeers     = 2048
+	maxDenied           = 8192 // entries of the deny set
+)
 
 // DefaultOptions returns what a daemon uses.
 func DefaultOptions() Options {
@@ -124,6 +143,16 @@ func (o *Options) validate() error {
 	if o.InboxSize == 0 {
 		o.InboxSize = d.InboxSize
 	}
+	if o.HelloTimeout == 0 {
+		o.HelloTimeout = DefaultHelloTimeout
+	}
+	if o.DenyFor == 0 {
+		o.DenyFor = DefaultDenyFor
+	}
+	if o.MaxPeers == 0 {
+		o.MaxPeers = DefaultMaxPeers
+	}
+	o.Limits.fill()
 	if o.SchemaVersion == 0 {
 		o.SchemaVersion = schema.CurrentVersion
 	}
@@ -133,7 +162,8 @@ func (o *Options) validate() error {
 	if n := len(o.PrivateNetworkKey); n != 0 && n != pnetKeySize {
 		return fmt.Errorf("mesh: a private-network key is %d bytes, got %d", pnetKeySize, n)
 	}
-	if o.RedialMax < o.RedialMin || o.ExchangeInterval < 0 || o.InboxSize < 0 {
+	if o.RedialMax < o.RedialMin || o.ExchangeInterval < 0 || o.InboxSize < 0 ||
+		o.HelloTimeout < 0 || o.DenyFor < 0 || o.MaxPeers < 0 {
 		return errors.New("mesh: bad intervals or sizes in options")
 	}
 	for _, a := range o.ListenAddrs {
@@ -214,6 +244,10 @@ type Mesh struct {
 	revMu sync.Mutex
 	revs  policy.RevocationSet // revocations learnt from the replicas (AddRevocation)
 
+	verifyCh chan struct{}    // closed and replaced when a peer is verified or refused (m.mu)
+	deny     *denySet         // refused strangers, refused reconnection for a while
+	recent   []refusedPeerLog // the last refused strangers forgotten from the book (m.mu)
+
 	version     int // ProtocolVersion; tests override it
 	exchangeQ   chan peer.ID
 	queued      map[peer.ID]bool
@@ -247,36 +281,18 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 		ai, _ := ParsePeerAddr(p)
 		peers = append(peers, ai)
 	}
-	cm, err := cmgr.NewConnManager(100, 400)
+	// The connection manager trims unprotected connections beyond its high
+	// watermark: keep it under the resource manager's limit but high
+	// enough for a central host's VMs (1,000+ peers).
+	cm, err := cmgr.NewConnManager(opts.Limits.Conns/2, opts.Limits.Conns*3/4)
 	if err != nil {
 		return nil, err
-	}
-	lopts := []libp2p.Option{
-		libp2p.Identity(deps.Key),
-		libp2p.ListenAddrStrings(opts.ListenAddrs...),
-		// TCP only: it accepts a private-network key, where QUIC and
-		// WebTransport refuse one.
-		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.ConnectionManager(cm),
-		libp2p.DisableRelay(),
-		libp2p.Ping(true),
-	}
-	if deps.Gater != nil {
-		lopts = append(lopts, libp2p.ConnectionGater(deps.Gater))
-	}
-	if len(opts.PrivateNetworkKey) > 0 {
-		lopts = append(lopts, libp2p.PrivateNetwork(pnet.PSK(opts.PrivateNetworkKey)))
-	}
-	h, err := libp2p.New(lopts...)
-	if err != nil {
-		return nil, fmt.Errorf("mesh: start libp2p host: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Mesh{
 		opts:      opts,
 		deps:      deps,
 		log:       deps.Logger.With("component", "mesh"),
-		host:      h,
 		peers:     peers,
 		now:       deps.Now,
 		ctx:       ctx,
@@ -289,12 +305,54 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 		queued:    map[peer.ID]bool{},
 		running:   map[peer.ID]bool{},
 		again:     map[peer.ID]bool{},
+		verifyCh:  make(chan struct{}),
+		deny:      newDenySet(maxDenied),
 	}
-	ps, err := pubsub.NewGossipSub(ctx, h,
+	var allow []ma.Multiaddr
+	for _, p := range peers {
+		allow = append(allow, p.Addrs...)
+	}
+	rm, err := m.resourceManager(opts.Limits, allow)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("mesh: resource manager: %w", err)
+	}
+	lopts := []libp2p.Option{
+		libp2p.Identity(deps.Key),
+		libp2p.ListenAddrStrings(opts.ListenAddrs...),
+		// TCP only: it accepts a private-network key, where QUIC and
+		// WebTransport refuse one.
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.ConnectionManager(cm),
+		libp2p.ResourceManager(rm),
+		libp2p.DisableRelay(),
+		libp2p.Ping(true),
+		// Refused strangers are denied for a while, then the caller's
+		// gater decides (tests' partitions).
+		libp2p.ConnectionGater(gater{m: m, inner: deps.Gater}),
+	}
+	if len(opts.PrivateNetworkKey) > 0 {
+		lopts = append(lopts, libp2p.PrivateNetwork(pnet.PSK(opts.PrivateNetworkKey)))
+	}
+	h, err := libp2p.New(lopts...)
+	if err != nil {
+		cancel()
+		_ = rm.Close()
+		return nil, fmt.Errorf("mesh: start libp2p host: %w", err)
+	}
+	m.host = h
+	// On a gated mesh gossipsub sees a peer only once its membership is
+	// verified, and only the topics it may read (gate.go).
+	var psHost host.Host = h
+	if deps.Trust != nil {
+		psHost = pubsubHost{Host: h, m: m}
+	}
+	psOpts := append([]pubsub.Option{
 		pubsub.WithRawTracer(dropTracer{m}),
 		pubsub.WithPeerOutboundQueueSize(1024),
 		pubsub.WithValidateQueueSize(1024),
-	)
+	}, m.gatedPubsubOptions()...)
+	ps, err := pubsub.NewGossipSub(ctx, psHost, psOpts...)
 	if err != nil {
 		cancel()
 		_ = h.Close()
@@ -324,7 +382,8 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 			return nil, fmt.Errorf("mesh: start LAN discovery (mDNS): %w", err)
 		}
 	}
-	m.wg.Add(3)
+	m.wg.Add(4)
+	go func() { defer m.wg.Done(); m.strangerLoop() }()
 	go func() { defer m.wg.Done(); m.exchangeLoop() }()
 	go func() { defer m.wg.Done(); m.redialLoop() }()
 	go func() { defer m.wg.Done(); m.periodicExchange() }()

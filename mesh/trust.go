@@ -25,9 +25,11 @@ import (
 //     channel proves the peer holds that key, so a copied membership is
 //     worthless to anyone else). A peer that fails is refused like a peer
 //     of another version: the reason goes into the peer book (LastError),
-//     into the reply, and the connection is closed. A gated node initiates
-//     an exchange on every new connection, so a stranger that never says
-//     hello, or cannot, is disconnected too.
+//     into the reply (with the versions only), and the connection is
+//     closed. A gated node initiates an exchange on every connection it
+//     dialled, presenting its membership first; a peer that dialled it must
+//     present its own within Options.HelloTimeout, so a stranger that never
+//     says hello, or cannot, is disconnected too (gate.go).
 //   - The verified membership is kept in the peer book. It decides which
 //     organisations the peer is taken to carry (what it claims, narrowed by
 //     policy.MayRead), so heads of an organisation are sent only to peers
@@ -49,6 +51,9 @@ import (
 // Revocations reach the mesh through AddRevocation (the node calls it for
 // every revocation its replicas hold): a connected peer whose membership
 // is revoked is refused at once, and at every later hello.
+//
+// What an unverified peer learns, and what strangers cost, is gate.go's
+// and book.go's.
 //
 // Known limits: a relayed announcement whose author
 // has never said hello to this node is ignored, the heads exchange carries
@@ -119,18 +124,34 @@ func (m *Mesh) verifyMembership(p peer.ID, b []byte) (*policy.Membership, error)
 
 // refuse notes why p is refused and closes its connections shortly after,
 // so that a refusal sent in a reply reaches it first.
-func (m *Mesh) refuse(p peer.ID, err error) {
+func (m *Mesh) refuse(p peer.ID, err error) { m.refuseAfter(p, err, 200*time.Millisecond) }
+
+// refuseAfter is refuse with the delay before the connections close (none
+// when no reply is on its way).
+func (m *Mesh) refuseAfter(p peer.ID, err error, delay time.Duration) {
 	m.noteError(p, err.Error())
 	m.log.Warn("refusing peer", "peer", p, "err", err)
+	stranger := errors.Is(err, ErrNotAMember)
 	m.mu.Lock()
-	if s := m.book[p]; s != nil {
+	s := m.book[p]
+	if s != nil {
 		s.member = nil
+		s.refused = true
+		s.connectedAt = time.Time{}
+		stranger = stranger && !s.configured
 	}
+	m.signalLocked()
 	m.mu.Unlock()
+	if stranger {
+		// Counted where it is refused, and denied reconnection for a
+		// while (gate.go).
+		m.CountRefused(NodeWide, RefuseStranger, 1)
+		m.deny.add(p, m.now().Add(m.opts.DenyFor))
+	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		t := time.NewTimer(200 * time.Millisecond)
+		t := time.NewTimer(delay)
 		defer t.Stop()
 		select {
 		case <-t.C:

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -97,10 +98,19 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/status", n.handleStatus)
 	mux.HandleFunc("GET /v1/peers", n.handlePeers)
 	mux.HandleFunc("GET /v1/sync", n.handleSync)
-	mux.HandleFunc("GET /v1/orgs/{org}/raw", n.handleList)
-	mux.HandleFunc("GET /v1/orgs/{org}/raw/{key...}", n.handleGet)
-	mux.HandleFunc("PUT /v1/orgs/{org}/raw/{key...}", n.observeWrite("raw", n.handlePut))
-	mux.HandleFunc("DELETE /v1/orgs/{org}/raw/{key...}", n.observeWrite("raw", n.handleDelete))
+	// The raw routes, a debugging aid, exist only with "debug": true;
+	// without it they answer 404 raw_off (and "raw" is no record kind).
+	if n.cfg.Debug {
+		mux.HandleFunc("GET /v1/orgs/{org}/raw", n.handleList)
+		mux.HandleFunc("GET /v1/orgs/{org}/raw/{key...}", n.handleGet)
+		mux.HandleFunc("PUT /v1/orgs/{org}/raw/{key...}", n.observeWrite("raw", n.handlePut))
+		mux.HandleFunc("DELETE /v1/orgs/{org}/raw/{key...}", n.observeWrite("raw", n.handleDelete))
+	} else {
+		mux.HandleFunc("GET /v1/orgs/{org}/raw", n.handleRawOff)
+		for _, m := range []string{"GET", "PUT", "DELETE"} {
+			mux.HandleFunc(m+" /v1/orgs/{org}/raw/{key...}", n.handleRawOff)
+		}
+	}
 	// Record routes and the change feed (records.go, feed.go). The literal
 	// "raw" and "changes" take precedence over {kind}.
 	mux.HandleFunc("GET /v1/orgs/{org}/changes", n.handleChanges)
@@ -125,10 +135,13 @@ func (n *Node) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
+			refuseConn(w)
 			writeErr(w, http.StatusUnauthorized, "unauthorized",
 				fmt.Errorf("missing or wrong bearer token: send `Authorization: Bearer <token>` with the token from %s", filepath.Join(n.dir, TokenFile)))
 			return
 		}
+		markAuthenticated(r)
+		bodyDeadline(w, r)
 		next.ServeHTTP(w, r)
 	})
 }
@@ -138,8 +151,18 @@ func (n *Node) startAPI() error {
 	if err != nil {
 		return fmt.Errorf("node: local API on %s: %w (is another examnode running? set \"api\" in %s)", n.cfg.API, err, filepath.Join(n.dir, ConfigFile))
 	}
-	n.apiLn = ln
-	n.api = &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	lim := newConnLimiter(ln, apiMaxConns(n.cfg.APIMaxConnections))
+	n.apiLn = lim
+	n.api = &http.Server{
+		Handler:           n.Handler(),
+		ReadHeaderTimeout: apiReadHeaderTimeout,
+		IdleTimeout:       apiIdleTimeout,
+		MaxHeaderBytes:    apiMaxHeaderBytes,
+		ConnState:         lim.connState,
+		ConnContext:       connContext,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	ln = lim
 	if err := writeFileAtomic(filepath.Join(n.dir, APIAddrFile), []byte(ln.Addr().String()), 0o600); err != nil {
 		_ = ln.Close()
 		return err
@@ -369,8 +392,7 @@ func (n *Node) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rep.Verified() {
-		writeErr(w, http.StatusForbidden, "unsigned",
-			fmt.Errorf("this node is gated: every peer refuses a value that is not a signed record, so raw writes are off; write records through PUT /v1/orgs/%s/{kind}/{id}", org))
+		refuseUnsigned(w, org, "writes")
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxValueSize))
@@ -385,6 +407,23 @@ func (n *Node) handlePut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, PutResult{Org: org, Key: key, Durable: true})
+}
+
+// ErrRawOff is the answer of the raw routes on a node without "debug".
+var ErrRawOff = errors.New("the raw routes are off")
+
+func (n *Node) handleRawOff(w http.ResponseWriter, r *http.Request) {
+	writeErr(w, http.StatusNotFound, "raw_off",
+		fmt.Errorf("%w: they bypass the record schema (and, on an open node, every role check), so they exist only for debugging, with \"debug\": true in %s and a restart; exam platforms use /v1/orgs/%s/{kind}/{id}",
+			ErrRawOff, filepath.Join(n.dir, ConfigFile), r.PathValue("org")))
+}
+
+// refuseUnsigned answers a raw write on a gated node: every peer refuses a
+// value that is not a signed record, and the verified view would go on
+// serving the old value, so nothing is written.
+func refuseUnsigned(w http.ResponseWriter, org, what string) {
+	writeErr(w, http.StatusForbidden, "unsigned",
+		fmt.Errorf("this node is gated: every peer refuses a value that is not a signed record, so raw %s are off; %s records through /v1/orgs/%s/{kind}/{id}", what, map[string]string{"writes": "write", "deletions": "delete"}[what], org))
 }
 
 func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -404,6 +443,10 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request) {
 	org, key := r.PathValue("org"), rawKey(r)
 	rep, err := n.Replica(org)
+	if err == nil && rep.Verified() {
+		refuseUnsigned(w, org, "deletions")
+		return
+	}
 	if err == nil {
 		if err = rep.Delete(r.Context(), key); err == nil {
 			writeJSON(w, http.StatusOK, PutResult{Org: org, Key: key, Durable: true})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
@@ -26,6 +27,7 @@ func startNode(t *testing.T) *Node {
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.API = "127.0.0.1:0"
 	cfg.LANDiscovery = false
+	cfg.Debug = true // the raw routes
 	n, err := New(t.TempDir(), cfg, Deps{})
 	if err != nil {
 		t.Fatal(err)
@@ -111,5 +113,42 @@ func TestAPIWriteIsDurableAndReadable(t *testing.T) {
 	v, err := cl.Get(ctx, "C1", "/results/e1")
 	if err != nil || string(v) != "17" {
 		t.Fatalf("get: %q, %v", v, err)
+	}
+}
+
+// Without "debug": true the raw routes do not exist: they answer 404
+// raw_off, naming the key, and write nothing; the record routes work.
+func TestRawRoutesExistOnlyWithDebug(t *testing.T) {
+	cfg := DefaultConfig(schema.RoleCentral, "C1")
+	cfg.Listen, cfg.API, cfg.LANDiscovery = []string{"/ip4/127.0.0.1/tcp/0"}, "127.0.0.1:0", false
+	n, err := New(t.TempDir(), cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := n.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	putFixture(t, n, schema.KindTestTakers)
+	for _, rq := range []struct{ method, path string }{
+		{"GET", "/v1/orgs/C1/raw"}, {"GET", "/v1/orgs/C1/raw/test-takers/tt1"},
+		{"PUT", "/v1/orgs/C1/raw/test-takers/tt1"}, {"DELETE", "/v1/orgs/C1/raw/test-takers/tt1"},
+	} {
+		status, e := request(t, n, rq.method, rq.path, n.Token(), []byte("x"))
+		if status != http.StatusNotFound || e.Code != "raw_off" || !strings.Contains(e.Error, `"debug": true`) {
+			t.Errorf("%s %s without debug: %d %+v, want 404 raw_off naming \"debug\"", rq.method, rq.path, status, e)
+		}
+	}
+	if a := call(t, n, "GET", recPath(schema.KindTestTakers, "tt1"), nil); a.status != 200 || !strings.Contains(string(a.body), "jdoe") && !strings.Contains(string(a.body), "login") {
+		t.Fatalf("record after raw requests: %d %s", a.status, a.body)
+	}
+	cl := &Client{Addr: n.APIAddr(), Token: n.Token()}
+	var ae *APIError
+	if err := cl.Delete(context.Background(), "C1", "/test-takers/tt1"); !errors.As(err, &ae) || ae.Code != "raw_off" {
+		t.Fatalf("client raw delete without debug: %v", err)
 	}
 }

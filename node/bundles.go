@@ -49,6 +49,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ipfs/boxo/blockservice"
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
@@ -478,14 +479,15 @@ func (b *bundler) learnRecipients() {
 	}
 }
 
-// meshRecipients lists what the peer book says of possible recipients.
-// Open: only central and archive peers matter, by the roles they announce.
-// Gated: every verified membership, so an archive can check a bundle's
-// signer after its VM is gone (knownRecipients keeps only central and
-// archive ones).
+// meshRecipients lists what the peer book says of possible recipients:
+// every verified membership, so an archive can check a bundle's signer
+// after its VM is gone (knownRecipients keeps only central and archive
+// ones). An open node lists none: a role a peer announces without an
+// authority's membership proves nothing (any LAN peer may claim to be the
+// archive), so an open mesh never seals to one.
 func (n *Node) meshRecipients() []knownRecipient {
 	m := n.mesh
-	if m == nil {
+	if m == nil || !m.Gated() {
 		return nil
 	}
 	var out []knownRecipient
@@ -548,9 +550,10 @@ func (n *Node) sealRecipients(ctx context.Context, org string) ([]string, error)
 // this node knows, for sealing bundles and result bodies: those remembered
 // under /node/recipients and those in its peer book now (so that a result
 // written just after central connected, before a bundle round remembered
-// it, is sealed to central). On a gated node only memberships the
-// authority signed and that are valid now count; on an open one, the roles
-// and organisations peers announce.
+// it, is sealed to central). Only memberships the authority signed and
+// that are valid now count: an open node has no recipient at all (it
+// stores results in clear, and makes no bundle), whatever roles peers
+// announce or it remembers from before.
 //
 // The peers of the node's configuration (Config.Peers) count once their
 // role is known this way, from their membership or hello: the
@@ -573,17 +576,13 @@ func (n *Node) knownRecipients(ctx context.Context) ([]policy.Membership, error)
 		}
 	}
 	trust, err := n.cfg.Trust()
-	if err != nil {
+	if err != nil || trust == nil {
 		return nil, err
 	}
 	members := make([]policy.Membership, 0, len(known))
 	for _, kr := range known {
 		if kr.Role != string(schema.RoleCentral) && kr.Role != string(schema.RoleArchive) {
 			continue // not a recipient: skip the signature check (a gated node remembers every VM too)
-		}
-		if trust == nil {
-			members = append(members, policy.Membership{Peer: kr.Peer, Role: schema.Role(kr.Role), Orgs: kr.Orgs, AllOrgs: kr.AllOrgs})
-			continue
 		}
 		mb, err := policy.ParseMembership(kr.Membership)
 		if err == nil && policy.Verify(mb, *trust, n.now()) == nil {
@@ -693,7 +692,10 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 		return err
 	}
 	if len(recips) == 0 {
-		if b.noteWaiting(org, exec.ID) {
+		switch first := b.noteWaiting(org, exec.ID); {
+		case first && n.cfg.Authority == "":
+			n.log.Warn("no bundle: this node runs open (no authority) and an open mesh seals to no peer, since any peer may claim to be an archive; gate the mesh (examnode init --authority)", "org", org, "execution", exec.ID)
+		case first:
 			n.log.Info("bundle waits for a recipient: no archive or central peer of the organisation seen yet", "org", org, "execution", exec.ID)
 		}
 		return nil
@@ -719,7 +721,7 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 	if err := bundle.Seal(&sealed, plain.Bytes(), recips); err != nil {
 		return err
 	}
-	root, err := n.storePayload(ctx, sealed.Bytes())
+	root, err := n.storePayload(ctx, org, sealed.Bytes())
 	if err != nil {
 		return err
 	}
@@ -743,11 +745,11 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 }
 
 // storePayload stores data as a balanced UnixFS DAG of raw 256 KiB leaves
-// (CIDv1) in the node's blockstore; bitswap serves it to peers.
-func (n *Node) storePayload(ctx context.Context, data []byte) (cid.Cid, error) {
+// (CIDv1) in org's blockstore; bitswap serves it to peers that may read org.
+func (n *Node) storePayload(ctx context.Context, org string, data []byte) (cid.Cid, error) {
 	params := helpers.DagBuilderParams{
 		Maxlinks: helpers.DefaultLinksPerBlock, RawLeaves: true,
-		CidBuilder: merkledag.V1CidPrefix(), Dagserv: n.dag,
+		CidBuilder: merkledag.V1CidPrefix(), Dagserv: n.orgDAG(org),
 	}
 	db, err := params.New(chunker.NewSizeSplitter(bytes.NewReader(data), chunkSize))
 	if err != nil {
@@ -762,12 +764,12 @@ func (n *Node) storePayload(ctx context.Context, data []byte) (cid.Cid, error) {
 
 // ---- fetching, checking, reading and deleting payloads ----
 
-// fetchPayload fetches every block of root not yet here from connected
-// peers (bitswap).
-func (b *bundler) fetchPayload(ctx context.Context, root cid.Cid) error {
+// fetchPayload fetches every block of org's bundle root not yet here (as
+// org's) from connected peers (bitswap).
+func (b *bundler) fetchPayload(ctx context.Context, org string, root cid.Cid) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.fetchTimeout())
 	defer cancel()
-	if err := merkledag.FetchGraph(ctx, root, b.n.dag); err != nil {
+	if err := merkledag.FetchGraph(ctx, root, b.n.orgDAG(org)); err != nil {
 		return fmt.Errorf("%w: %v", errNotAvailable, err)
 	}
 	return b.n.store.Sync(ctx)
@@ -813,24 +815,27 @@ func (n *Node) payloadBlocks(ctx context.Context, root cid.Cid) ([]cid.Cid, erro
 
 // readPayload reads root's sealed payload from the local blockstore.
 func (n *Node) readPayload(ctx context.Context, root cid.Cid) ([]byte, error) {
-	nd, err := n.dag.Get(ctx, root)
+	dag := merkledag.NewDAGService(blockservice.New(n.store.Blockstore(), nil)) // local only
+	nd, err := dag.Get(ctx, root)
 	if err != nil {
 		return nil, err
 	}
-	r, err := uio.NewDagReader(ctx, nd, n.dag)
+	r, err := uio.NewDagReader(ctx, nd, dag)
 	if err != nil {
 		return nil, err
 	}
 	return io.ReadAll(r)
 }
 
-func (n *Node) deletePayload(ctx context.Context, root cid.Cid) error {
+// deletePayload deletes org's copy of root's payload: a block another
+// organisation also holds stays for it.
+func (n *Node) deletePayload(ctx context.Context, org string, root cid.Cid) error {
 	cs, err := n.payloadBlocks(ctx, root)
 	if err != nil && !errors.Is(err, ErrPayloadGone) {
 		// A damaged block is deleted too: list what is reachable.
 		n.log.Warn("deleting a damaged bundle payload", "root", root, "err", err)
 	}
-	bs := n.store.Blockstore()
+	bs := n.store.OrgBlockstore(org)
 	for _, c := range cs {
 		if err := bs.DeleteBlock(ctx, c); err != nil {
 			return err
@@ -850,7 +855,7 @@ func (b *bundler) custody(ctx context.Context, org string, rep *crdt.Replica, id
 	if err != nil {
 		return nil
 	}
-	if err := b.fetchPayload(ctx, root); err != nil {
+	if err := b.fetchPayload(ctx, org, root); err != nil {
 		b.fail(org, id)
 		n.log.Debug("bundle copy not fetched yet", "org", org, "bundle", id, "err", err)
 		return nil
@@ -881,7 +886,7 @@ func (b *bundler) dropCopy(ctx context.Context, org, id string, st *bundleState,
 	if err != nil {
 		return nil
 	}
-	if err := b.n.deletePayload(ctx, root); err != nil {
+	if err := b.n.deletePayload(ctx, org, root); err != nil {
 		return err
 	}
 	st.Held, st.Pinned, st.Dropped = false, false, b.clock()
@@ -903,7 +908,7 @@ func (b *bundler) archive(ctx context.Context, org string, rep *crdt.Replica, id
 	if err != nil {
 		return b.reject(ctx, org, id, st, fmt.Sprintf("root %q is not a CID", meta.Root))
 	}
-	if err := b.fetchPayload(ctx, root); err != nil {
+	if err := b.fetchPayload(ctx, org, root); err != nil {
 		b.fail(org, id)
 		n.log.Debug("bundle not fetched yet", "org", org, "bundle", id, "err", err)
 		return nil
@@ -999,7 +1004,7 @@ func (b *bundler) retain(ctx context.Context, org string, rep *crdt.Replica, id 
 		return nil
 	}
 	if root, err := cid.Decode(meta.Root); err == nil {
-		if err := b.n.deletePayload(ctx, root); err != nil {
+		if err := b.n.deletePayload(ctx, org, root); err != nil {
 			return err
 		}
 	}

@@ -209,11 +209,11 @@ func (n *Node) BundleArchive(ctx context.Context, org, id string) ([]byte, error
 		if !onDemand {
 			return nil, fmt.Errorf("%w: %s in %s: %v (not fetched yet, dropped, or deleted by retention)", ErrPayloadGone, id, org, err)
 		}
-		if ferr := b.fetchPayload(ctx, root); ferr != nil {
+		if ferr := b.fetchPayload(ctx, org, root); ferr != nil {
 			return nil, fmt.Errorf("%w: %s in %s: central holds no copy and no peer gave one: %v", ErrPayloadGone, id, org, ferr)
 		}
 		defer func() {
-			if err := n.deletePayload(context.WithoutCancel(ctx), root); err != nil {
+			if err := n.deletePayload(context.WithoutCancel(ctx), org, root); err != nil {
 				n.log.Warn("could not delete a bundle copy fetched for export", "org", org, "bundle", id, "err", err)
 			}
 		}()

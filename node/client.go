@@ -9,8 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -44,11 +42,14 @@ func ClientFromDir(dir string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, err := os.ReadFile(filepath.Join(dir, TokenFile))
+	tok, err := ReadToken(dir)
+	if errors.Is(err, ErrWeakToken) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("node: read API token: %w (is %s an examnode data directory?)", err, dir)
 	}
-	return &Client{Addr: addr, Token: strings.TrimSpace(string(tok)), HTTP: newHTTPClient()}, nil
+	return &Client{Addr: addr, Token: tok, HTTP: newHTTPClient()}, nil
 }
 
 // newHTTPClient never follows redirects: the API answers none, and

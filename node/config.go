@@ -1,14 +1,18 @@
 package node
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -65,8 +69,20 @@ type Config struct {
 	Listen []string `json:"listen"`
 	// Peers are multiaddrs (ending in /p2p/<id>) to keep connected to.
 	Peers []string `json:"peers,omitempty"`
-	// API is the local HTTP API's address; keep it on loopback.
+	// API is the local HTTP API's address: a loopback address (127.0.0.1,
+	// ::1, localhost), or "off". Any other address is refused unless
+	// APIAllowNonLoopback says so.
 	API string `json:"api"`
+	// APIAllowNonLoopback lets the local API listen on an address other
+	// than loopback (every interface, a LAN address). Off by default:
+	// anyone who reaches the port can try the token, and the API holds
+	// every organisation's data.
+	APIAllowNonLoopback bool `json:"api_allow_non_loopback,omitempty"`
+	// APIMaxConnections caps the local API's open connections
+	// (DefaultAPIMaxConnections if 0; at most half the open-file limit).
+	// At the cap, a new connection closes the one idle the longest
+	// (apiconn.go).
+	APIMaxConnections int `json:"api_max_connections,omitempty"`
 	// LANDiscovery finds and connects peers of the same network on the
 	// local network by mDNS (the VMs of a centre, with or without central).
 	LANDiscovery bool `json:"lan_discovery"`
@@ -90,6 +106,12 @@ type Config struct {
 	// only peers holding the same key can complete a handshake with this
 	// node. Empty: no private network.
 	PnetKey string `json:"pnet_key,omitempty"`
+	// Debug turns on the debugging aids: the raw routes
+	// (/v1/orgs/{org}/raw/...) and the CLI's raw verbs (put, get, ls, rm).
+	// They bypass the record schema and, on an open node, every role
+	// check; off, they answer 404 raw_off. Set by `examnode init --debug`;
+	// never on a production node.
+	Debug bool `json:"debug,omitempty"`
 	// Tuning holds intervals that tests and benchmarks shorten.
 	Tuning Tuning `json:"tuning,omitzero"`
 	// Bundles configures result bundles and archive duties (bundleconfig.go).
@@ -172,6 +194,9 @@ func (c *Config) Validate() error {
 	if c.API == "" {
 		c.API = DefaultAPIAddr
 	}
+	if err := c.checkAPIAddr(); err != nil {
+		return err
+	}
 	if len(c.Listen) == 0 {
 		c.Listen = []string{"/ip4/0.0.0.0/tcp/4001"}
 	}
@@ -193,6 +218,33 @@ func (c *Config) Validate() error {
 		}
 	}
 	return c.Bundles.validate()
+}
+
+// checkAPIAddr refuses an API address that is not host:port, and one off
+// loopback unless APIAllowNonLoopback is set.
+func (c *Config) checkAPIAddr() error {
+	if c.API == "off" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(c.API)
+	if err != nil {
+		return fmt.Errorf("%w: api %q: %v; give host:port, e.g. %q", ErrConfig, c.API, err, DefaultAPIAddr)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	if c.APIAllowNonLoopback {
+		return nil
+	}
+	where := "on " + host
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		where = "on every interface"
+	}
+	return fmt.Errorf("%w: api %q would listen %s, not only on loopback: anyone who reaches that port could try the API token; use %q, or, if the API must be reached from another host, also set \"api_allow_non_loopback\": true in %s",
+		ErrConfig, c.API, where, DefaultAPIAddr, ConfigFile)
 }
 
 // Trust returns what the node trusts, or nil when it runs open (no
@@ -273,10 +325,78 @@ func LoadConfig(dir string) (Config, error) {
 // file's name, for errors.
 func DecodeConfig(b []byte, name string) (Config, error) {
 	var c Config
+	if err := checkDuplicateKeys(b); err != nil {
+		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
+	}
 	if err := json.Unmarshal(b, &c); err != nil {
 		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
 	}
 	return c, c.Validate()
+}
+
+// checkDuplicateKeys refuses JSON in which an object, at any depth, holds
+// the same key twice: encoding/json keeps the last one silently, so a
+// second "api" further down would win over the one the reader saw first.
+// Keys of the top-level object are compared as encoding/json matches them
+// to Config's fields, case insensitively ("API" and "api" are the same
+// field); deeper ones exactly (some are maps keyed by organisation).
+func checkDuplicateKeys(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	var walk func(path string) error
+	walk = func(path string) error {
+		t, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch t {
+		case json.Delim('{'):
+			seen := map[string]string{}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				k, _ := kt.(string)
+				fold := k
+				if path == "" {
+					fold = strings.ToLower(k)
+				}
+				if first, ok := seen[fold]; ok {
+					return fmt.Errorf("key %q appears twice in %s (as %q and %q): only one may stay; delete the other", k, jsonPath(path), first, k)
+				}
+				seen[fold] = k
+				if err := walk(path + "." + k); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // '}'
+			return err
+		case json.Delim('['):
+			for i := 0; dec.More(); i++ {
+				if err := walk(fmt.Sprintf("%s[%d]", path, i)); err != nil {
+					return err
+				}
+			}
+			_, err = dec.Token() // ']'
+			return err
+		}
+		return nil
+	}
+	if err := walk(""); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil // json.Unmarshal reports it, with its offset
+		}
+		return err
+	}
+	return nil
+}
+
+func jsonPath(p string) string {
+	if p == "" {
+		return "the top-level object"
+	}
+	return "object " + strings.TrimPrefix(p, ".")
 }
 
 // Init creates a data directory: the config file, the node's identity and
@@ -319,12 +439,57 @@ func Init(dir string, c Config) error {
 	return writeFileAtomic(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o600)
 }
 
-// loadOrCreateToken returns the API bearer token, creating it if needed.
+// MinTokenLength is the shortest API token the daemon and the CLI accept;
+// a generated one has 64 hex digits.
+const MinTokenLength = 32
+
+// ErrWeakToken means <dir>/api.token holds a token too short or too
+// repetitive to keep other local processes off the API.
+var ErrWeakToken = errors.New("node: weak API token")
+
+// ReadToken reads the API bearer token of data directory dir, trimmed of
+// surrounding white space (an editor's trailing newline), and refuses a
+// weak one. The daemon and the CLI both read it here, so they agree on it.
+func ReadToken(dir string) (string, error) {
+	p := filepath.Join(dir, TokenFile)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	if err := checkToken(tok); err != nil {
+		return "", fmt.Errorf("%w in %s: %v; delete the file and run `examnode run` (or `examnode init`) again to generate a new one, then give the new token to the exam platform", ErrWeakToken, p, err)
+	}
+	return tok, nil
+}
+
+// checkToken refuses a token shorter than MinTokenLength, one with white
+// space or control characters inside, or one of fewer than 8 distinct
+// characters ("aaaa…", "abababab…").
+func checkToken(tok string) error {
+	if len(tok) < MinTokenLength {
+		return fmt.Errorf("the token has %d characters, at least %d are needed", len(tok), MinTokenLength)
+	}
+	distinct := map[rune]bool{}
+	for _, r := range tok {
+		if r <= ' ' || r == 0x7f {
+			return errors.New("the token holds white space or a control character")
+		}
+		distinct[r] = true
+	}
+	if len(distinct) < 8 {
+		return fmt.Errorf("the token uses only %d distinct characters, at least 8 are needed", len(distinct))
+	}
+	return nil
+}
+
+// loadOrCreateToken returns the API bearer token (ReadToken), creating it
+// if the file is missing or empty.
 func loadOrCreateToken(dir string) (string, error) {
 	p := filepath.Join(dir, TokenFile)
 	b, err := os.ReadFile(p)
-	if err == nil && len(b) > 0 {
-		return string(b), nil
+	if err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return ReadToken(dir)
 	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return "", err

@@ -54,6 +54,8 @@ var (
 	descPeerAhead  = prometheus.NewDesc("examnode_peer_missing_heads", "Per peer and organisation: heads the peer sent at its last exchange that this node does not hold (yet).", []string{"org", "peer"}, nil)
 	descUnconfirm  = prometheus.NewDesc("examnode_unconfirmed_records", "VMs: records written here that no other machine is known to hold.", []string{"org"}, nil)
 	descUnsealed   = prometheus.NewDesc("examnode_results_unsealed", "Results this node wrote in clear because it knew no central or archive peer of the organisation to seal them to.", []string{"org"}, nil)
+	descAPIConns   = prometheus.NewDesc("examnode_api_connections", "Local API connections open now (at most api_max_connections).", nil, nil)
+	descAPIClosed  = prometheus.NewDesc("examnode_api_connections_closed_total", "Local API connections closed since start to stay within api_max_connections, by reason: evicted (idle, to make room), refused (every connection busy).", []string{"reason"}, nil)
 	descBundles    = prometheus.NewDesc("examnode_bundles", "Result bundles per organisation and state (pending: not yet confirmed by an archive receipt).", []string{"org", "state"}, nil)
 )
 
@@ -63,7 +65,7 @@ type nodeCollector struct{ n *Node }
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descUp, descVerdict, descUptime, descStore, descPeers, descPeersKnown, descPeerState,
 		descRecords, descByKind, descHeads, descHeight, descQueued, descDirty, descGroups, descWritten, descWriteErr,
-		descAnnounce, descPulls, descPullBlocks, descDAGSize, descRefused, descPeerBehind, descPeerAhead, descUnconfirm, descUnsealed, descBundles} {
+		descAnnounce, descPulls, descPullBlocks, descDAGSize, descRefused, descPeerBehind, descPeerAhead, descUnconfirm, descUnsealed, descBundles, descAPIConns, descAPIClosed} {
 		ch <- d
 	}
 }
@@ -97,6 +99,11 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descPeerBehind, float64(ps.Behind), ps.Org, ps.Peer)
 			gauge(descPeerAhead, float64(ps.Missing), ps.Org, ps.Peer)
 		}
+	}
+	if l, ok := n.apiLn.(*connLimiter); ok {
+		gauge(descAPIConns, float64(l.Open()))
+		counter(descAPIClosed, l.evicted.Load(), "evicted")
+		counter(descAPIClosed, l.refused.Load(), "refused")
 	}
 	for _, b := range st.Bundles {
 		for _, s := range BundleStates {

@@ -40,12 +40,8 @@ import (
 
 	"github.com/ipfs/boxo/bitswap"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
-	"github.com/ipfs/boxo/blockservice"
-	"github.com/ipfs/boxo/ipld/merkledag"
-	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
-	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -98,9 +94,11 @@ type Node struct {
 	// touched: organisations whose records changed, for the heads
 	// watcher (held.go).
 	touched headsTouched
-	bswap   *bitswap.Bitswap
-	bserv   blockservice.BlockService
-	dag     ipld.DAGService
+	// bswap is the one bitswap of the node: it serves blocks from the
+	// shared blockstore, each only to a peer that may read an
+	// organisation the block belongs to (blockfilter.go), and is the
+	// exchange of every organisation's DAG service (orgDAG).
+	bswap *bitswap.Bitswap
 
 	mu      sync.Mutex
 	orgs    map[string]*orgReplica
@@ -219,6 +217,16 @@ func (n *Node) Start(ctx context.Context) error {
 		ownBytes = own.Encode()
 		n.own = own
 	}
+	// The feed opens before the mesh: a central node opens the replica of
+	// an organisation a peer's hello names (onPeerOrgs) as soon as the
+	// mesh runs, and a replica's hooks write to the feed.
+	f, err := openFeed(ctx, n.store, n.now, n.log)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.feed = f
+	n.mu.Unlock()
 	m, err := mesh.New(mopts, mesh.Deps{
 		Trust:        trust,
 		Membership:   ownBytes,
@@ -239,27 +247,14 @@ func (n *Node) Start(ctx context.Context) error {
 	// No content routing: a node asks the peers it is connected to.
 	var bopts []bitswap.Option
 	if m.Gated() {
-		// Blocks go only to peers whose membership this node verified.
-		bopts = append(bopts, bitswap.WithPeerBlockRequestFilter(func(p peer.ID, _ cid.Cid) bool {
-			_, ok := m.PeerMembership(p)
-			return ok
-		}))
+		// Each block goes only to a peer that may read an organisation it
+		// belongs to (blockfilter.go).
+		bopts = append(bopts, bitswap.WithPeerBlockRequestFilter(n.bitswapMaySend))
 	}
 	n.bswap = bitswap.New(context.Background(), bsnet.NewFromIpfsHost(m.Host()), nil, n.store.Blockstore(), bopts...)
-	// Blocks bitswap fetches stop at the disk's peer threshold (peerexchange.go).
-	n.bserv = blockservice.New(n.store.Blockstore(), peerExchange{SessionExchange: n.bswap, admit: n.admitFetched})
-	n.dag = merkledag.NewDAGService(n.bserv)
 	n.started = n.now()
 	n.mu.Unlock()
 	m.Host().SetStreamHandler(pullProtocol, n.servePull)
-
-	f, err := openFeed(ctx, n.store, n.now, n.log)
-	if err != nil {
-		return err
-	}
-	n.mu.Lock()
-	n.feed = f
-	n.mu.Unlock()
 
 	orgs, err := n.knownOrgs(ctx)
 	if err != nil {
@@ -375,9 +370,14 @@ func (n *Node) openOrg(org string) (*orgReplica, error) {
 		ropts.OnDelete = func(key string) { feedDel(key); n.touched.touch(org) }
 	}
 	rep, err := crdt.NewReplica(ropts, crdt.Deps{
-		Store: n.store, DAG: n.dag, Broadcaster: topic, Logger: n.log,
+		Store: n.store, DAG: n.orgDAG(org), Broadcaster: topic, Logger: n.log,
 	})
 	if err != nil {
+		_ = topic.Close()
+		return nil, err
+	}
+	if err := n.indexOrgBlocks(ctx, org, rep); err != nil {
+		_ = rep.Close()
 		_ = topic.Close()
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/policy"
 )
 
@@ -25,14 +27,26 @@ func (n *Node) servePull(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(pullTimeout))
 	from := s.Conn().RemotePeer()
-	err := crdt.ServePull(n.ctx, s, n.store.Blockstore(), func(org string) error {
+	// The request must name an organisation the peer may read, and every
+	// block is decided on its own (blockfilter.go): a block goes only if
+	// the peer may read an organisation it belongs to.
+	served := &servedBlocks{Blockstore: n.store.Blockstore(), n: n, peer: from}
+	err := crdt.ServePull(n.ctx, s, served, func(org string) error {
+		served.org = ""
 		if _, err := n.Replica(org); err != nil {
 			return err
 		}
-		return n.mayRead(from, org)
+		if err := n.mayRead(from, org); err != nil {
+			n.mesh.CountRefused(org, mesh.RefuseBlockNotReadable, 1)
+			return err
+		}
+		served.org = org
+		return nil
 	})
 	if err != nil {
-		s.Reset()
+		if !errors.Is(err, crdt.ErrPullRefused) { // a refusal was written: let the peer read it
+			s.Reset()
+		}
 		n.log.Debug("serving a pull failed", "peer", s.Conn().RemotePeer(), "err", err)
 	}
 }
@@ -59,7 +73,7 @@ func (n *Node) prefetch(ctx context.Context, org string, from peer.ID, announcem
 	if err != nil || len(heads) == 0 {
 		return
 	}
-	bs := n.store.Blockstore()
+	bs := n.store.OrgBlockstore(org) // stores and indexes what arrives as org's
 	var want []cid.Cid
 	for _, h := range heads {
 		if has, err := bs.Has(ctx, h); err == nil && !has {

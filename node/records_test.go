@@ -59,6 +59,7 @@ func newTestNode(t *testing.T, dir string, roles ...schema.Role) *Node {
 	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.API = "127.0.0.1:0"
 	cfg.LANDiscovery = false
+	cfg.Debug = true // the raw routes
 	n, err := New(dir, cfg, Deps{})
 	if err != nil {
 		t.Fatal(err)

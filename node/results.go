@@ -29,6 +29,11 @@ package node
 // result stored in clear stays so: results are append-only. An operator
 // who sees the count rise connects the VM to central before exams.
 //
+// An open node (no authority) has no recipient at all: a role a peer
+// announces is vouched for by nobody (any LAN peer may claim to be the
+// archive), so every result it writes is stored in clear and counted the
+// same way, and it makes no bundle. Gate the mesh before exams.
+//
 // Reading: every read path of the API serves a RecordView. On a recipient
 // a sealed result is served in clear, with stored_sealed set; on any other
 // node it is served as stored, with sealed set and no variables, and the
@@ -125,6 +130,11 @@ func (n *Node) sealResult(ctx context.Context, rec schema.Record) (stored schema
 
 // noteUnsealed records that result id of org was stored in clear.
 func (n *Node) noteUnsealed(ctx context.Context, org, id string) error {
+	if n.cfg.Authority == "" {
+		n.log.Warn("result stored in clear: this node runs open (no authority), and an open mesh seals to no peer, since any peer may claim to be central or an archive; gate the mesh (examnode init --authority) before exams",
+			"org", org, "result", id)
+		return n.store.Datastore().Put(ctx, unsealedPrefix.ChildString(org).ChildString(id), nil)
+	}
 	n.log.Warn("result stored in clear: no central or archive peer of the organisation is known yet to seal it to; connect this VM to central before exams",
 		"org", org, "result", id)
 	return n.store.Datastore().Put(ctx, unsealedPrefix.ChildString(org).ChildString(id), nil)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +35,7 @@ func gatedCentral(t *testing.T, a *policy.Authority, dir string) *Node {
 	cfg := DefaultConfig(schema.RoleCentral, "C1")
 	cfg.Listen, cfg.API, cfg.LANDiscovery = []string{"/ip4/127.0.0.1/tcp/0"}, "127.0.0.1:0", false
 	cfg.Authority, cfg.Membership = a.Public().String(), m.String()
+	cfg.Debug = true // the raw routes exist, to show a gated node refuses raw writes
 	n, err := New(dir, cfg, Deps{})
 	if err != nil {
 		t.Fatal(err)
@@ -122,5 +125,35 @@ func TestGatedNodeSignsWhatItWrites(t *testing.T) {
 		if keys[i] != want[i] {
 			t.Fatalf("feed: %v, want %v", keys, want)
 		}
+	}
+}
+
+// A gated node refuses a raw DELETE as it refuses a raw PUT (403
+// unsigned), instead of answering 200 durable and keeping the value in
+// its verified view.
+func TestGatedNodeRefusesRawDeleteLikeRawPut(t *testing.T) {
+	a, err := policy.GenerateAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := gatedCentral(t, a, t.TempDir())
+	defer n.Close()
+	putFixture(t, n, schema.KindTestTakers)
+	put := call(t, n, "PUT", "/v1/orgs/C1/raw/test-takers/tt1", []byte("v"))
+	del := call(t, n, "DELETE", "/v1/orgs/C1/raw/test-takers/tt1", nil)
+	for name, got := range map[string]answer{"raw PUT": put, "raw DELETE": del} {
+		if got.status != http.StatusForbidden || !strings.Contains(string(got.body), `"code": "unsigned"`) || !strings.Contains(string(got.body), "/v1/orgs/C1/{kind}/{id}") {
+			t.Errorf("%s on a gated node: %d %s, want 403 unsigned naming the record routes", name, got.status, got.body)
+		}
+	}
+	if got := call(t, n, "GET", recPath(schema.KindTestTakers, "tt1"), nil); got.status != 200 {
+		t.Fatalf("record after the refused raw delete: %d %s", got.status, got.body)
+	}
+	rep, err := n.Replica("C1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rep.GetRaw(context.Background(), "/test-takers/tt1"); err != nil {
+		t.Fatalf("the stored value after the refused raw delete: %v", err)
 	}
 }

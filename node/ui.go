@@ -41,11 +41,15 @@ func (n *Node) withUI(api http.Handler) http.Handler {
 	want := []byte(n.token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
-		if p != "/ui" && !strings.HasPrefix(p, "/ui/") {
+		switch p {
+		case "/ui", "/ui/", "/ui/app.js", "/ui/style.css":
+		default:
+			// Anything else, under /ui/ too, needs the token.
 			api.ServeHTTP(w, r)
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			refuseConn(w)
 			writeErr(w, http.StatusMethodNotAllowed, "method", errMethod)
 			return
 		}
@@ -57,11 +61,13 @@ func (n *Node) withUI(api http.Handler) http.Handler {
 		switch p {
 		case "/ui", "/ui/":
 			if subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("token")), want) != 1 {
+				refuseConn(w)
 				h.Set("Content-Type", "text/html; charset=utf-8")
 				w.WriteHeader(http.StatusUnauthorized)
 				_ = uiDenied.Execute(w, filepath.Join(n.dir, TokenFile))
 				return
 			}
+			markAuthenticated(r)
 			b, _ := fs.ReadFile(uiAssets, "index.html")
 			h.Set("Content-Type", "text/html; charset=utf-8")
 			_, _ = w.Write(b)
@@ -69,8 +75,6 @@ func (n *Node) withUI(api http.Handler) http.Handler {
 			r2 := r.Clone(r.Context())
 			r2.URL.Path = strings.TrimPrefix(p, "/ui")
 			assets.ServeHTTP(w, r2)
-		default:
-			http.NotFound(w, r)
 		}
 	})
 }

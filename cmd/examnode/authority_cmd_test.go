@@ -93,7 +93,7 @@ func TestAuthorityInitAndGrant(t *testing.T) {
 		"--authority", pub, "--membership", m); code == 0 || !strings.Contains(errs, "is for peer "+id.String()) {
 		t.Fatalf("init took another peer's membership: exit %d %q", code, errs)
 	}
-	if code, _, errs := cli(t, "", "init", "--dir", filepath.Join(tmp, "c"), "--role", "vm", "--org", "C1",
+	if code, _, errs := cli(t, "", "init", "--dir", filepath.Join(tmp, "c"), "--role", "vm", "--org", "C1", "--insecure-open",
 		"--membership", m); code == 0 || !strings.Contains(errs, "authority") {
 		t.Fatalf("init took a membership without an authority: exit %d %q", code, errs)
 	}
@@ -118,9 +118,9 @@ func TestAuthorityInitAndGrant(t *testing.T) {
 
 func TestOpenNodeSaysSo(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "vm")
-	out := mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1",
+	out := mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--insecure-open",
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
-	if !strings.Contains(out, "trust:   open") {
+	if !strings.Contains(out, "trust:   OPEN") {
 		t.Fatalf("init of an open node:\n%s", out)
 	}
 	startDaemon(t, dir)

@@ -11,17 +11,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/examnode/examnode/bundle"
+	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/integration"
 	"github.com/examnode/examnode/node"
+	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
 func TestBundleCommands(t *testing.T) {
 	ctx := context.Background()
+	// Gated: an open mesh seals to no claimed archive, so makes no bundle.
+	auth, err := policy.GenerateAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := integration.NewCluster(t.TempDir(), integration.Options{
-		Tuning:  node.Tuning{ExchangeInterval: node.Duration(time.Hour), RebroadcastInterval: node.Duration(time.Hour)},
-		Bundles: node.BundleConfig{Interval: node.Duration(100 * time.Millisecond)},
+		Tuning:    node.Tuning{ExchangeInterval: node.Duration(time.Hour), RebroadcastInterval: node.Duration(time.Hour)},
+		Bundles:   node.BundleConfig{Interval: node.Duration(100 * time.Millisecond)},
+		Authority: auth,
 	})
 	t.Cleanup(func() { _ = c.Close() })
 	if _, err := c.Add(ctx, integration.Spec{Name: "archive", Role: schema.RoleArchive, Orgs: []string{"C1"}}); err != nil {
@@ -42,10 +53,35 @@ func TestBundleCommands(t *testing.T) {
 	rep, _ := vm.Node.Replica("C1")
 	el, _ := schema.NewRecord("C1", "el1", schema.Eligibility{TestCenter: "c1", Delivery: "d1", TestTakers: []string{"tt1"}})
 	enc, _ := schema.Encode(el)
-	if err := rep.Put(ctx, el.Key(), enc); err != nil {
+	// Signed as a central node of the authority (there is none in the cluster).
+	ckey, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cid, _ := peer.IDFromPrivateKey(ckey)
+	now := time.Now()
+	cm, err := auth.Grant(policy.GrantRequest{Network: vm.Node.Config().Network, Peer: cid.String(), Role: schema.RoleCentral, AllOrgs: true,
+		NotBefore: now.Add(-time.Hour), Expires: now.Add(time.Hour)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr, err := policy.Sign(ckey, cm, enc, policy.NextSeq(0, now), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Put(ctx, crdt.MembershipKey(cm.Serial), cm.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.Put(ctx, el.Key(), policy.EncodeSigned(sr)); err != nil {
 		t.Fatal(err)
 	}
 	cl := &node.Client{Addr: vm.Node.APIAddr(), Token: vm.Node.Token()}
+	if err := integration.WaitFor(ctx, 10*time.Second, func() (bool, error) {
+		_, err := cl.GetRecord(ctx, "C1", "eligibilities", "el1")
+		return err == nil, nil
+	}); err != nil {
+		t.Fatalf("the signed eligibility never reached the VM's view: %v", err)
+	}
 	for _, r := range []struct{ kind, id, body string }{
 		{"executions", "e1", fmt.Sprintf(`{"delivery":"d1","test_taker":"tt1","state":"finished","started":"2026-06-01T08:00:00Z","finished":"2026-06-01T09:30:00Z","vm":"%s","version":1}`, vm.ID)},
 		{"results", "e1", `{"execution":"e1","finished":"2026-06-01T09:30:00Z","variables":{"SCORE":{"base_type":"float","cardinality":"single","value":9}}}`},

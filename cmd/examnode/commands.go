@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,24 +41,41 @@ func (e *env) table(header string, rows [][]string) {
 
 func initCmd(e *env) *cobra.Command {
 	var role, network, api, authority, membership, pnetKey string
-	var lan, encrypt bool
+	var lan, encrypt, insecureOpen, debug bool
 	var orgs, listen, peers []string
 	c := &cobra.Command{
 		Use:   "init",
 		Short: "Create this node's data directory: config, identity and API token",
+		Long: `init creates this node's data directory: config.json, the node's identity
+and the local API's token. A node is gated by a network authority
+(--authority, from ` + "`examnode authority init`" + ` on the central host): only
+peers holding a membership it signed may connect, and only the roles it
+granted count. --insecure-open makes an open node instead, for demos and
+test benches only.`,
 		Example: `  # an exam VM of test centre C1 that keeps central in reach
-  examnode init --role vm --org C1 --peer /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW...
+  examnode init --role vm --org C1 --authority examnode-authority:… \
+      --peer /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW...
 
   # the central host
-  examnode init --role central --listen /ip4/0.0.0.0/tcp/4001`,
+  examnode init --role central --listen /ip4/0.0.0.0/tcp/4001 --authority examnode-authority:…
+
+  # a throw-away test bench: open, with the raw debugging verbs
+  examnode init --role vm --org C1 --insecure-open --debug`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := schema.ParseRole(role)
 			if err != nil {
 				return err
 			}
+			if authority == "" && !insecureOpen {
+				return errNoAuthority
+			}
+			if authority != "" && insecureOpen {
+				return errors.New("--authority and --insecure-open contradict each other: a node with an authority is gated; drop --insecure-open")
+			}
 			cfg := node.DefaultConfig(r, orgs...)
 			cfg.Network, cfg.API, cfg.Peers, cfg.LANDiscovery = network, api, peers, lan
 			cfg.Authority, cfg.Membership = authority, membership
+			cfg.Debug = debug
 			if err := setSecrets(&cfg, encrypt, pnetKey); err != nil {
 				return err
 			}
@@ -80,7 +98,7 @@ func initCmd(e *env) *cobra.Command {
 			printSecrets(e, cfg)
 			switch {
 			case authority == "":
-				fmt.Fprintf(e.stdout, "  trust:   open (no --authority: any peer of network %s may connect)\n", network)
+				fmt.Fprintf(e.stdout, "  trust:   OPEN (--insecure-open): any machine that reaches this one and names network %s may connect, read and write every record; never use it for exams\n", network)
 			case membership == "":
 				var of string
 				for _, o := range orgs {
@@ -105,12 +123,21 @@ func initCmd(e *env) *cobra.Command {
 	c.Flags().StringSliceVar(&peers, "peer", nil, "multiaddr of a peer to keep connected to, ending in /p2p/<id>")
 	c.Flags().StringVar(&api, "api", node.DefaultAPIAddr, "local API address (keep it on loopback)")
 	c.Flags().BoolVar(&lan, "lan-discovery", true, "find and connect peers of this network on the LAN by mDNS")
-	c.Flags().StringVar(&authority, "authority", "", "the network authority's public key, examnode-authority:… (empty: run open, no membership checks)")
+	c.Flags().StringVar(&authority, "authority", "", "the network authority's public key, examnode-authority:… (from `examnode authority init`; required unless --insecure-open)")
+	c.Flags().BoolVar(&insecureOpen, "insecure-open", false, "run open, without an authority: any peer of the network may connect and claim any role (demos and test benches only)")
+	c.Flags().BoolVar(&debug, "debug", false, "turn on the debugging aids: the raw API routes and the raw verbs put, get, ls, rm (\"debug\": true in config.json; never in production)")
 	c.Flags().StringVar(&membership, "membership", "", "this node's membership, examnode-membership:… from `examnode grant`")
 	addSecretFlags(c, &encrypt, &pnetKey)
 	_ = c.MarkFlagRequired("role")
 	return c
 }
+
+// errNoAuthority explains why init wants an authority.
+var errNoAuthority = errors.New(`init needs --authority examnode-authority:… (the network authority's public key; ` +
+	"`examnode authority init`" + ` on the central host prints it).
+Without one the mesh is open: any machine on the network that runs examnode with the same network name
+joins it, may claim to be central or an archive, receives every organisation's records and can write and
+delete them on every node, erasing results everywhere. For a demo or a test bench only, pass --insecure-open`)
 
 func runCmd(e *env) *cobra.Command {
 	var verbose bool
@@ -157,13 +184,14 @@ func withOrgFlag(c *cobra.Command, org *string) *cobra.Command {
 
 func putCmd(e *env) *cobra.Command {
 	return &cobra.Command{
-		Use:   "put ORG KEY VALUE|-",
-		Short: "Write a raw record (a debugging aid); '-' reads the value from stdin",
+		Use:    "put ORG KEY VALUE|-",
+		Hidden: true,
+		Short:  "Write a raw record (a debugging aid, with \"debug\": true); '-' reads the value from stdin",
 		Example: `  examnode put C1 /notes/n1 "hello"
   echo '{"a":1}' | examnode put C1 /notes/n2 -`,
 		Args: cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
+			cl, err := e.rawClient()
 			if err != nil {
 				return err
 			}
@@ -189,11 +217,12 @@ func putCmd(e *env) *cobra.Command {
 func getCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:     "get ORG KEY",
-		Short:   "Print a raw record's value",
+		Hidden:  true,
+		Short:   "Print a raw record's value (a debugging aid, with \"debug\": true)",
 		Example: "  examnode get C1 /notes/n1",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
+			cl, err := e.rawClient()
 			if err != nil {
 				return err
 			}
@@ -215,11 +244,12 @@ func lsCmd(e *env) *cobra.Command {
 	var offset, limit int
 	c := &cobra.Command{
 		Use:     "ls ORG [PREFIX]",
-		Short:   "List raw records of an organisation",
+		Hidden:  true,
+		Short:   "List raw records of an organisation (a debugging aid, with \"debug\": true)",
 		Example: "  examnode ls C1 /results --values",
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
+			cl, err := e.rawClient()
 			if err != nil {
 				return err
 			}
@@ -255,11 +285,12 @@ func lsCmd(e *env) *cobra.Command {
 func rmCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:     "rm ORG KEY",
-		Short:   "Delete a raw record",
+		Hidden:  true,
+		Short:   "Delete a raw record (a debugging aid, with \"debug\": true)",
 		Example: "  examnode rm C1 /notes/n1",
 		Args:    cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := e.client()
+			cl, err := e.rawClient()
 			if err != nil {
 				return err
 			}

@@ -70,7 +70,7 @@ func startDaemon(t *testing.T, dir string) {
 
 func TestCommandsAgainstARunningDaemon(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "vm")
-	out := mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1",
+	out := mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--insecure-open", "--debug",
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
 	if !strings.Contains(out, "peer ID: 12D3") {
 		t.Fatalf("init output lacks the peer ID:\n%s", out)
@@ -78,7 +78,7 @@ func TestCommandsAgainstARunningDaemon(t *testing.T) {
 	if info, err := os.Stat(filepath.Join(dir, node.TokenFile)); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("token file: %v, mode %v", err, info.Mode())
 	}
-	if code, _, errs := cli(t, "", "init", "--dir", dir, "--role", "vm", "--org", "C1"); code == 0 || !strings.Contains(errs, "already initialised") {
+	if code, _, errs := cli(t, "", "init", "--dir", dir, "--role", "vm", "--org", "C1", "--insecure-open"); code == 0 || !strings.Contains(errs, "already initialised") {
 		t.Fatalf("second init: exit %d, %q", code, errs)
 	}
 	// Before the daemon runs, the CLI says how to start it.
@@ -143,9 +143,9 @@ func TestCommandsAgainstARunningDaemon(t *testing.T) {
 
 func TestWrongTokenIsRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "vm")
-	mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
+	mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--insecure-open", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
 	startDaemon(t, dir)
-	if err := os.WriteFile(filepath.Join(dir, node.TokenFile), []byte("forged"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, node.TokenFile), []byte("f0rged-but-long-enough-0123456789abcdefABCDEF"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, _, errs := cli(t, "", "status", "--dir", dir)
@@ -162,8 +162,10 @@ func TestInitRefusesBadInput(t *testing.T) {
 		{"init", "--dir", dir, "--role", "vm", "--org", "C1", "--org", "C2"},
 		{"init", "--dir", dir, "--role", "vm", "--org", "bad/org"},
 		{"init", "--dir", dir, "--role", "vm", "--org", "C1", "--peer", "/ip4/1.2.3.4/tcp/1"},
+		{"init", "--dir", dir, "--role", "vm", "--org", "C1", "--api", "0.0.0.0:7411"},
 	} {
-		if code, _, errs := cli(t, "", args...); code == 0 || errs == "" {
+		args = append(args, "--insecure-open") // refused for what the case shows, not for the missing authority
+		if code, _, errs := cli(t, "", args...); code == 0 || errs == "" || strings.Contains(errs, "--authority") {
 			t.Errorf("examnode %v: exit %d, no error", args, code)
 		}
 	}
@@ -184,5 +186,40 @@ func TestDemoConverges(t *testing.T) {
 	// 3 records × 3 nodes in phase one, 2 × 3 across the cut.
 	if !sum.OK || sum.Nodes != 3 || sum.Records != 15 {
 		t.Fatalf("demo summary: %+v", sum)
+	}
+}
+
+// init refuses to make an open mesh unless told to, and says why; the
+// raw verbs exist only on a node initialised with --debug.
+func TestInitNeedsAnAuthorityOrInsecureOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "vm")
+	code, _, errs := cli(t, "", "init", "--dir", dir, "--role", "vm", "--org", "C1")
+	if code == 0 || !strings.Contains(errs, "--authority") || !strings.Contains(errs, "--insecure-open") || !strings.Contains(errs, "delete them on every node") {
+		t.Fatalf("init without --authority: exit %d %q, want a refusal that says why and names both flags", code, errs)
+	}
+	if _, err := os.Stat(filepath.Join(dir, node.ConfigFile)); !os.IsNotExist(err) {
+		t.Fatalf("a refused init wrote a config: %v", err)
+	}
+	if code, _, errs := cli(t, "", "init", "--dir", dir, "--role", "vm", "--org", "C1", "--insecure-open", "--authority", "examnode-authority:x"); code == 0 || !strings.Contains(errs, "contradict") {
+		t.Fatalf("init with both: exit %d %q", code, errs)
+	}
+	out := mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--insecure-open",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
+	if !strings.Contains(out, "OPEN (--insecure-open)") {
+		t.Fatalf("init --insecure-open does not warn:\n%s", out)
+	}
+	cfg, err := node.LoadConfig(dir)
+	if err != nil || cfg.Debug || cfg.Authority != "" {
+		t.Fatalf("config: %+v %v", cfg, err)
+	}
+	startDaemon(t, dir)
+	for _, args := range [][]string{{"put", "C1", "/results/e1", "x"}, {"get", "C1", "/results/e1"}, {"ls", "C1"}, {"rm", "C1", "/results/e1"}} {
+		code, _, errs := cli(t, "", append(args, "--dir", dir)...)
+		if code == 0 || !strings.Contains(errs, `"debug": true`) {
+			t.Errorf("examnode %s without debug: exit %d %q", args[0], code, errs)
+		}
+	}
+	if out := mustCLI(t, "--help"); strings.Contains(out, "Write a raw record") {
+		t.Errorf("help lists the raw verbs:\n%s", out)
 	}
 }

@@ -32,7 +32,7 @@ func (w *cancelAfter) Write(b []byte) (int, error) {
 
 func TestHistoryAndWatch(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "vm")
-	mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
+	mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--insecure-open", "--debug", "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
 	startDaemon(t, dir)
 	mustCLI(t, "put", "--dir", dir, "C1", "/results/e1", "x")
 

@@ -35,7 +35,7 @@ func (s *syncBuffer) String() string {
 
 func TestRecordsAndChangesCommands(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "central")
-	mustCLI(t, "init", "--dir", dir, "--role", "central", "--org", "C1",
+	mustCLI(t, "init", "--dir", dir, "--role", "central", "--org", "C1", "--insecure-open",
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
 	startDaemon(t, dir)
 

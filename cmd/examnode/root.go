@@ -62,7 +62,9 @@ everything converges when it returns.
 
 Start here:
   examnode demo                          a local mesh of 4 nodes, in one process
-  examnode init --role vm --org C1       set up this machine's node
+  examnode authority init --out KEY.pem  once, on the central host: the network authority
+  examnode init --role vm --org C1 --authority examnode-authority:…
+                                         set up this machine's node (then examnode grant)
   examnode run                           run the daemon
   examnode status                        is this room in sync?`,
 		SilenceUsage:  true,
@@ -86,3 +88,9 @@ Start here:
 }
 
 func (e *env) client() (*node.Client, error) { return node.ClientFromDir(e.dir) }
+
+// rawClient is the client of the raw verbs (put, get, ls, rm). They are
+// hidden from help: the routes they call exist only on a daemon whose
+// config has "debug": true, and any other answers 404 raw_off, naming the
+// key (node.ErrRawOff).
+func (e *env) rawClient() (*node.Client, error) { return e.client() }

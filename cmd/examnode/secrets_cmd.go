@@ -23,7 +23,7 @@ func addSecretFlags(c *cobra.Command, encrypt *bool, pnetKey *string) {
 
   # a VM whose store is encrypted and whose mesh is private
   examnode pnet-key new /etc/examnode/swarm.key     # once, then copy to every host
-  examnode init --role vm --org C1 --encrypt --pnet-key /etc/examnode/swarm.key`
+  examnode init --role vm --org C1 --authority examnode-authority:… --encrypt --pnet-key /etc/examnode/swarm.key`
 }
 
 // setSecrets puts init's secret options into cfg. The pnet key file is

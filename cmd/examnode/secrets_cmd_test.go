@@ -22,7 +22,7 @@ func TestInitEncryptAndPnetKey(t *testing.T) {
 	}
 
 	dir := filepath.Join(tmp, "vm")
-	out := mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--encrypt", "--pnet-key", swarm,
+	out := mustCLI(t, "init", "--dir", dir, "--role", "vm", "--org", "C1", "--insecure-open", "--debug", "--encrypt", "--pnet-key", swarm,
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
 	for _, want := range []string{"store:   encrypted", node.StoreKeyFile, "pnet:    private network", swarm} {
 		if !strings.Contains(out, want) {
@@ -80,7 +80,7 @@ func TestInitEncryptAndPnetKey(t *testing.T) {
 func TestInitEncryptWithKeyFromEnvironment(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "c")
 	t.Setenv(node.StoreKeyEnv, strings.Repeat("ef", 32))
-	out := mustCLI(t, "init", "--dir", dir, "--role", "central", "--encrypt",
+	out := mustCLI(t, "init", "--dir", dir, "--role", "central", "--insecure-open", "--encrypt",
 		"--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0", "--lan-discovery=false")
 	if !strings.Contains(out, "the key is "+node.StoreKeyEnv) {
 		t.Fatalf("init output:\n%s", out)
@@ -89,7 +89,7 @@ func TestInitEncryptWithKeyFromEnvironment(t *testing.T) {
 		t.Fatalf("a key file was written although the key is in the environment: %v", err)
 	}
 	// Without --encrypt while the variable is set: refused.
-	code, _, errs := cli(t, "", "init", "--dir", filepath.Join(t.TempDir(), "d"), "--role", "central")
+	code, _, errs := cli(t, "", "init", "--dir", filepath.Join(t.TempDir(), "d"), "--role", "central", "--insecure-open")
 	if code == 0 || !strings.Contains(errs, "--encrypt") {
 		t.Fatalf("init without --encrypt, key set: exit %d, %q", code, errs)
 	}
