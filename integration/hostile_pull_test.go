@@ -625,3 +625,59 @@ func TestBitswapStopsBeforeTheDiskGuard(t *testing.T) {
 	putIn(t, central, orgB, "/notes/b", "another organisation's write")
 	putIn(t, central, orgA, "/notes/a", "this organisation's own write")
 }
+
+// TestBitswapStopsAtTheOrganisationBudget: central, with a 4 MiB budget
+// for C1 and no per-peer one, meets a C1 VM holding 24 MiB of records. The
+// bulk pull stops at the organisation's budget, and so do the blocks
+// go-ds-crdt then asks bitswap for: central's store grows by a fraction of
+// the 24 MiB, and the refusals are counted.
+func TestBitswapStopsAtTheOrganisationBudget(t *testing.T) {
+	opts := testTuning()
+	opts.Tuning.PullPeerBudget = -1
+	opts.Tuning.PullOrgBudget = 4 << 20
+	opts.Tuning.PullOrgRate = 16 << 10
+	c := gatedClusterWith(t, opts,
+		Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
+		Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}, Peers: []int{}})
+	central, vm := c.Node(0), c.Node(1)
+	ctx := context.Background()
+	rep, err := vm.Replica(orgA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := range 48 {
+		ops := make([]crdt.Op, 64)
+		for i := range ops {
+			ops[i] = crdt.Op{Key: fmt.Sprintf("/logs/%02d/%02d", d, i), Value: randomBlock(t, 8<<10).RawData()}
+		}
+		if err := rep.Apply(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := storeBytes(t, central)
+	ai, err := addrInfo(central.Addrs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Mesh().Connect(ctx, ai); err != nil {
+		t.Fatal(err)
+	}
+	// The pull's refusal, then at least one of bitswap's.
+	err = WaitFor(ctx, 60*time.Second, func() (bool, error) {
+		if n := refusedFor(t, central, orgA, mesh.RefuseBlockBudget); n < 2 {
+			return false, fmt.Errorf("%d budget refusals counted", n)
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := storeBytes(t, central)
+	st, _ := central.Status(ctx)
+	t.Logf("MEASURED organisation budget 4096 KiB: central's store %d KiB -> %d KiB for a VM holding 24 MiB; %d budget refusals; pulls %+v",
+		before>>10, after>>10, refusedFor(t, central, orgA, mesh.RefuseBlockBudget), st.Pulls)
+	if after > before+16<<20 {
+		t.Fatalf("central's store grew from %d to %d bytes with a 4 MiB budget", before, after)
+	}
+	putIn(t, central, orgB, "/notes/b", "C2 writes go on")
+}

@@ -41,8 +41,9 @@ import (
 // every block it adds or fetches through bitswap in org's blockstore.
 // It holds no goroutine and needs no closing.
 func (n *Node) orgDAG(org string) ipld.DAGService {
-	// Blocks bitswap fetches stop at the disk's peer threshold (peerexchange.go).
-	return merkledag.NewDAGService(blockservice.New(n.store.OrgBlockstore(org), peerExchange{SessionExchange: n.bswap, admit: n.admitFetched}))
+	// Blocks bitswap fetches stop at the disk's peer threshold and org's
+	// byte budget (peerexchange.go).
+	return merkledag.NewDAGService(blockservice.New(n.store.OrgBlockstore(org), peerExchange{SessionExchange: n.bswap, admit: n.admitFetched(org)}))
 }
 
 // indexOrgBlocks indexes, once per store, the blocks org held before the

@@ -1,17 +1,17 @@
 package node
 
-// Blocks that bitswap brings from peers stop before the disk guard trips,
-// as pulled ones do (pullguard.go).
+// Blocks that bitswap brings from peers stop before the disk guard trips
+// and at the organisation's byte budget, as pulled ones do (pullguard.go).
 //
 // The block service stores every block its exchange fetched (boxo's
 // blockservice Puts it; bitswap itself stores nothing), so the exchange
 // is where a block from a peer can be told from one this node wrote.
 // peerExchange wraps bitswap and asks crdt.Store.AdmitPeerBlock for each
 // block it hands over: refused, the block is not handed over, hence not
-// stored, and go-ds-crdt finds it missing as if no peer had it. Bitswap
-// does not say which peer sent a block, and the block service is shared by
-// every organisation, so the byte budgets of pulls do not apply here; the
-// disk's peer threshold does.
+// stored, and go-ds-crdt finds it missing as if no peer had it. Each
+// organisation's DAG service has its own block service: the
+// organisation's byte budget applies (not the peer's: bitswap does not say
+// which peer sent a block), and so does the disk's peer threshold.
 
 import (
 	"context"
@@ -19,6 +19,8 @@ import (
 	"github.com/ipfs/boxo/exchange"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+
+	"github.com/examnode/examnode/mesh"
 )
 
 // peerExchange is an exchange whose fetched blocks pass admit first.
@@ -93,12 +95,21 @@ func admitChan(ctx context.Context, in <-chan blocks.Block, admit func(blocks.Bl
 	return out
 }
 
-// admitFetched lets a block bitswap brought be stored, unless the disk is
-// short of space for blocks from peers.
-func (n *Node) admitFetched(b blocks.Block) error {
-	if err := n.store.AdmitPeerBlock(len(b.RawData())); err != nil {
-		n.log.Debug("a block from bitswap is refused: the disk is short of space", "cid", b.Cid(), "err", err)
-		return err
+// admitFetched returns what lets a block bitswap brought for org be
+// stored: room on the disk for blocks from peers, and org's byte budget
+// (the one the bulk pull takes from too; a refusal is counted under
+// mesh.RefuseBlockBudget).
+func (n *Node) admitFetched(org string) func(b blocks.Block) error {
+	return func(b blocks.Block) error {
+		if err := n.store.AdmitPeerBlock(len(b.RawData())); err != nil {
+			n.log.Debug("a block from bitswap is refused: the disk is short of space", "org", org, "cid", b.Cid(), "err", err)
+			return err
+		}
+		if err := n.takeOrgBudget(org, len(b.RawData())); err != nil {
+			n.mesh.CountRefused(org, mesh.RefuseBlockBudget, 1)
+			n.log.Debug("a block from bitswap is refused", "org", org, "cid", b.Cid(), "err", err)
+			return err
+		}
+		return nil
 	}
-	return nil
 }

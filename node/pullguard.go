@@ -224,6 +224,28 @@ func (n *Node) takeBudget(p peer.ID, org string, size int) error {
 	return nil
 }
 
+// takeOrgBudget takes size bytes from org's bucket only (blocks bitswap
+// fetched: bitswap does not say which peer sent them), or refuses.
+func (n *Node) takeOrgBudget(org string, size int) error {
+	g := &n.pullGuard
+	_, orgL := n.pullLimits()
+	if !orgL.on() {
+		return nil
+	}
+	now := n.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.peers == nil {
+		g.peers, g.orgs = map[peer.ID]*bucket{}, map[string]*bucket{}
+	}
+	ob := bucketOf(g.orgs, org, orgL, now)
+	if ob.tokens < float64(size) {
+		return fmt.Errorf("%w: %s may store %s at once and %s a second from all its peers", errOrgBudget, org, mibf(orgL.size), mibf(orgL.rate))
+	}
+	ob.tokens -= float64(size)
+	return nil
+}
+
 func mibf(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
 
 // pullFailed counts what a failed pull of org from p refused, and
