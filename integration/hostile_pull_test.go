@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -242,6 +243,19 @@ func TestHostilePullJunkIsRefused(t *testing.T) {
 	}
 	if streams.Load() != offences {
 		t.Fatalf("%d pull streams to the attacker, want %d", streams.Load(), offences)
+	}
+	// What the operator sees: examnode refused, examnode sync, the metrics.
+	rf, err := client(central).Refused(ctx, orgA, 0)
+	if err != nil || rf.Arrived[mesh.RefuseUnrequestedBlock] != offences {
+		t.Fatalf("examnode refused %s: %+v, %v", orgA, rf.Arrived, err)
+	}
+	sy, err := client(central).Sync(ctx, orgA)
+	if err != nil || len(sy) != 1 || sy[0].RefusedByReason[mesh.RefuseUnrequestedBlock] != offences {
+		t.Fatalf("examnode sync %s: %+v, %v", orgA, sy, err)
+	}
+	metrics, err := client(central).Metrics(ctx)
+	if line := fmt.Sprintf(`examnode_refused_total{org=%q,reason=%q} %d`, orgA, mesh.RefuseUnrequestedBlock, offences); err != nil || !strings.Contains(string(metrics), line) {
+		t.Fatalf("the metrics lack %s: %v", line, err)
 	}
 
 	// A real VM of C1 still syncs both ways, by bulk pull.
