@@ -126,7 +126,7 @@ func FormatNumber(v float64) string { return formatNumber(v) }
 const ScaleOrgs = 200
 
 // ScaleFigures is what the central-scale measurement found at one
-// organisation count (integration.RunScale measures it).
+// organisation count (internal/scale measures it).
 type ScaleFigures struct {
 	Orgs           int
 	IdleCPUPercent float64 // of one core

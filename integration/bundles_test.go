@@ -20,6 +20,7 @@ import (
 
 	"github.com/examnode/examnode/bundle"
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
@@ -30,7 +31,7 @@ import (
 // bundleOpts configures a gated cluster that makes bundles: bundles are
 // sealed only to archives and central peers an authority vouches for, so
 // an open mesh makes none.
-func bundleOpts() Options {
+func bundleOpts() cluster.Options {
 	o := testTuning()
 	o.Bundles = node.BundleConfig{Interval: node.Duration(100 * time.Millisecond), FetchTimeout: node.Duration(5 * time.Second)}
 	a, err := policy.GenerateAuthority()
@@ -79,9 +80,9 @@ func asCentral(t *testing.T, vm *node.Node, rec schema.Record) ([]byte, policy.M
 }
 
 // bundleCluster starts an archive (0) and VMs (1…vms) of org, connected.
-func bundleCluster(t *testing.T, opts Options, vms int, archive Spec) *Cluster {
+func bundleCluster(t *testing.T, opts cluster.Options, vms int, archive cluster.Spec) *cluster.Cluster {
 	t.Helper()
-	c := NewCluster(t.TempDir(), opts)
+	c := cluster.NewCluster(t.TempDir(), opts)
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
@@ -93,7 +94,7 @@ func bundleCluster(t *testing.T, opts Options, vms int, archive Spec) *Cluster {
 		t.Fatal(err)
 	}
 	for i := range vms {
-		if _, err := c.Add(ctx, Spec{Name: fmt.Sprintf("vm%d", i+1), Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
+		if _, err := c.Add(ctx, cluster.Spec{Name: fmt.Sprintf("vm%d", i+1), Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,7 +105,7 @@ func bundleCluster(t *testing.T, opts Options, vms int, archive Spec) *Cluster {
 // waitRecipient waits until vm would seal org's bundles to the archive.
 func waitRecipient(t *testing.T, vm, archive *node.Node) {
 	t.Helper()
-	err := WaitFor(context.Background(), 20*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(context.Background(), 20*time.Second, func() (bool, error) {
 		rs, err := vm.BundleRecipients(context.Background(), org)
 		return slices.Contains(rs, archive.ID().String()), err
 	})
@@ -151,7 +152,7 @@ func finishExecutionWith(t *testing.T, central, vm *node.Node, id, vars string) 
 		if _, err := client(central).PutRecord(ctx, org, "eligibilities", "el-"+id, []byte(body)); err != nil {
 			t.Fatalf("central writes the eligibility: %v", err)
 		}
-		err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+		err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 			_, err := client(vm).GetRecord(ctx, org, "eligibilities", "el-"+id)
 			return err == nil, nil
 		})
@@ -188,7 +189,7 @@ func putEligibility(t *testing.T, vm *node.Node, rep *crdt.Replica, id string) {
 	if err := rep.Put(ctx, el.Key(), enc); err != nil {
 		t.Fatal(err)
 	}
-	if err := WaitFor(ctx, 10*time.Second, func() (bool, error) {
+	if err := cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
 		_, err := client(vm).GetRecord(ctx, org, "eligibilities", "el-"+id)
 		return err == nil, nil
 	}); err != nil {
@@ -223,7 +224,7 @@ func finishOnVM(t *testing.T, vm *node.Node, id, vars string) {
 func waitBundle(t *testing.T, n *node.Node, id, what string, cond func(node.BundleStatus) bool) node.BundleStatus {
 	t.Helper()
 	var last node.BundleStatus
-	err := WaitFor(context.Background(), 60*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(context.Background(), 60*time.Second, func() (bool, error) {
 		bs, err := n.Bundles(context.Background(), org)
 		if err != nil {
 			return false, err
@@ -289,7 +290,7 @@ func receiptedBy(id string) func(node.BundleStatus) bool {
 func TestBundleSurvivesItsVM(t *testing.T) {
 	opts := bundleOpts()
 	opts.Bundles.DropAfterReceipt = true
-	c := bundleCluster(t, opts, 2, Spec{Bundles: &node.BundleConfig{Interval: opts.Bundles.Interval, FetchTimeout: opts.Bundles.FetchTimeout}})
+	c := bundleCluster(t, opts, 2, cluster.Spec{Bundles: &node.BundleConfig{Interval: opts.Bundles.Interval, FetchTimeout: opts.Bundles.FetchTimeout}})
 	ctx := context.Background()
 	arch, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
 	waitRecipient(t, vm1, arch)
@@ -311,7 +312,7 @@ func TestBundleSurvivesItsVM(t *testing.T) {
 
 	// No receipt yet: several rounds later vm2 still holds its copy.
 	r0 := vm2.BundleRounds()
-	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm2.BundleRounds() >= r0+5, nil }); err != nil {
+	if err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm2.BundleRounds() >= r0+5, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if b := waitBundle(t, vm2, "e1", "listed", func(node.BundleStatus) bool { return true }); !b.Local.Held || !b.Local.Dropped.IsZero() || !hasBlock(t, vm2, b.Root) {
@@ -367,7 +368,7 @@ func TestBundleSurvivesItsVM(t *testing.T) {
 // TestArchiveKeepsAsideABundleThatFails: a bundle record whose payload is
 // another execution's archive is not receipted; the archive shows why.
 func TestArchiveKeepsAsideABundleThatFails(t *testing.T) {
-	c := bundleCluster(t, bundleOpts(), 1, Spec{})
+	c := bundleCluster(t, bundleOpts(), 1, cluster.Spec{})
 	ctx := context.Background()
 	arch, vm := c.Node(0), c.Node(1)
 	waitRecipient(t, vm, arch)
@@ -376,7 +377,7 @@ func TestArchiveKeepsAsideABundleThatFails(t *testing.T) {
 	// drop_after_receipt is off by default: the VM keeps its copy after the receipt.
 	waitBundle(t, vm, "e1", "receipted on the VM", receiptedBy(arch.ID().String()))
 	r1 := vm.BundleRounds()
-	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm.BundleRounds() >= r1+3, nil }); err != nil {
+	if err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm.BundleRounds() >= r1+3, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if b := waitBundle(t, vm, "e1", "listed", func(node.BundleStatus) bool { return true }); !b.Local.Held || !hasBlock(t, vm, b.Root) {
@@ -411,7 +412,7 @@ func TestArchiveKeepsAsideABundleThatFails(t *testing.T) {
 		t.Fatalf("failed bundle: %+v", f)
 	}
 	r0 := arch.BundleRounds()
-	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return arch.BundleRounds() >= r0+3, nil }); err != nil {
+	if err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) { return arch.BundleRounds() >= r0+3, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if f := waitBundle(t, arch, "e2", "listed", func(node.BundleStatus) bool { return true }); len(f.Receipts) != 0 {
@@ -432,7 +433,7 @@ func TestTimestampAndRetention(t *testing.T) {
 	clock := &testClock{}
 	opts := bundleOpts()
 	opts.BundleClock = clock.Now
-	c := bundleCluster(t, opts, 1, Spec{})
+	c := bundleCluster(t, opts, 1, cluster.Spec{})
 	ctx := context.Background()
 	arch, vm := c.Node(0), c.Node(1)
 	waitRecipient(t, vm, arch)
@@ -488,7 +489,7 @@ func TestTimestampAndRetention(t *testing.T) {
 
 	// Not yet expired: nothing deleted. Then two hours pass.
 	r0 := arch.BundleRounds()
-	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return arch.BundleRounds() >= r0+3, nil }); err != nil {
+	if err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) { return arch.BundleRounds() >= r0+3, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if b := waitBundle(t, arch, "e1", "listed", func(node.BundleStatus) bool { return true }); !b.Deleted.IsZero() || !hasBlock(t, arch, b.Root) {
@@ -569,7 +570,7 @@ func TestGatedBundle(t *testing.T) {
 // gatedBundleCluster starts, under a new authority, an archive (0), two
 // VMs (1, 2) and central (3) of org, with bundle rounds (bundleOpts), and
 // waits until they are connected.
-func gatedBundleCluster(t *testing.T) *Cluster {
+func gatedBundleCluster(t *testing.T) *cluster.Cluster {
 	t.Helper()
 	auth, err := policy.GenerateAuthority()
 	if err != nil {
@@ -577,13 +578,13 @@ func gatedBundleCluster(t *testing.T) *Cluster {
 	}
 	opts := bundleOpts()
 	opts.Authority = auth
-	c := NewCluster(t.TempDir(), opts)
+	c := cluster.NewCluster(t.TempDir(), opts)
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
 		}
 	})
-	for _, s := range []Spec{
+	for _, s := range []cluster.Spec{
 		{Name: "archive", Role: schema.RoleArchive, Orgs: []string{org}},
 		{Name: "vm1", Role: schema.RoleVM, Orgs: []string{org}},
 		{Name: "vm2", Role: schema.RoleVM, Orgs: []string{org}},
@@ -602,17 +603,17 @@ func gatedBundleCluster(t *testing.T) *Cluster {
 // from a VM, unseals and verifies it, and keeps no copy afterwards; a VM,
 // not a recipient, cannot export it.
 func TestCentralExportsABundleItDoesNotHold(t *testing.T) {
-	c := NewCluster(t.TempDir(), bundleOpts())
+	c := cluster.NewCluster(t.TempDir(), bundleOpts())
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
 		}
 	})
 	ctx := context.Background()
-	if _, err := c.Add(ctx, Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{org}}); err != nil {
+	if _, err := c.Add(ctx, cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{org}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Add(ctx, Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
+	if _, err := c.Add(ctx, cluster.Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
 		t.Fatal(err)
 	}
 	waitConnected(t, c)

@@ -8,12 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/schema"
 )
 
 // writeConcurrently puts n records on node i from 32 writers, one record
 // per call, and returns them.
-func writeConcurrently(t *testing.T, c *Cluster, i int, prefix string, n int) map[string]string {
+func writeConcurrently(t *testing.T, c *cluster.Cluster, i int, prefix string, n int) map[string]string {
 	t.Helper()
 	rep, err := c.Node(i).Replica(org)
 	if err != nil {
@@ -76,7 +77,7 @@ func TestTenThousandRecordsConvergeWithoutTimers(t *testing.T) {
 	waitSame(t, c, want, 2*time.Minute)
 	t.Logf("connected peer holds all 10,000 records %.2fs after the last ack", time.Since(acked).Seconds())
 	joined := time.Now()
-	if _, err := c.Add(context.Background(), Spec{Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
+	if _, err := c.Add(context.Background(), cluster.Spec{Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
 		t.Fatal(err)
 	}
 	waitSame(t, c, want, 2*time.Minute)
@@ -85,7 +86,7 @@ func TestTenThousandRecordsConvergeWithoutTimers(t *testing.T) {
 
 // writeOnEvery writes n records on every node of c at once and returns
 // all of them.
-func writeOnEvery(t *testing.T, c *Cluster, prefix string, n int) map[string]string {
+func writeOnEvery(t *testing.T, c *cluster.Cluster, prefix string, n int) map[string]string {
 	t.Helper()
 	var wg sync.WaitGroup
 	parts := make([]map[string]string, len(c.Members()))

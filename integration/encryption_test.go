@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -59,7 +60,7 @@ func writeMarkedResult(t *testing.T, central, vm *node.Node, id, marker string) 
 	if res, err := client(vm).PutRecord(ctx, org, "results", id, []byte(body)); err != nil || !res.Durable {
 		t.Fatalf("result: %+v %v", res, err)
 	}
-	err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 		rec, err := client(central).GetRecord(ctx, org, "results", id)
 		if err != nil {
 			return false, err

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/policy"
@@ -34,7 +35,7 @@ type mallory struct {
 	auth *policy.Authority
 }
 
-func newMallory(t *testing.T, c *Cluster, i int, org string) *mallory {
+func newMallory(t *testing.T, c *cluster.Cluster, i int, org string) *mallory {
 	t.Helper()
 	mb := c.Members()[i]
 	key, err := mesh.LoadOrCreateKey(filepath.Join(mb.Dir, node.IdentityFile))
@@ -49,7 +50,7 @@ func newMallory(t *testing.T, c *Cluster, i int, org string) *mallory {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &mallory{t: t, n: mb.Node, rep: rep, key: key, m: m, org: org, auth: c.opts.Authority}
+	return &mallory{t: t, n: mb.Node, rep: rep, key: key, m: m, org: org, auth: c.Options().Authority}
 }
 
 // signAs signs rec with key under membership m.
@@ -101,7 +102,7 @@ func execJSON(vm peer.ID, state string) string {
 // waitRecord waits until n's API serves org's kind/id and check accepts it.
 func waitRecord(t *testing.T, n *node.Node, org, kind, id string, check func(node.RecordView) error) {
 	t.Helper()
-	err := WaitFor(context.Background(), 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(context.Background(), 30*time.Second, func() (bool, error) {
 		rec, err := client(n).GetRecord(context.Background(), org, kind, id)
 		if err != nil {
 			return false, err
@@ -154,10 +155,10 @@ func resultServed(readable bool, score string) func(node.RecordView) error {
 // keys is unchanged and still served by the API.
 func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 	c := gatedCluster(t,
-		Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA}},
-		Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}},
-		Spec{Name: "vm2", Role: schema.RoleVM, Orgs: []string{orgA}},
-		Spec{Name: "mallory", Role: schema.RoleVM, Orgs: []string{orgA}},
+		cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA}},
+		cluster.Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}},
+		cluster.Spec{Name: "vm2", Role: schema.RoleVM, Orgs: []string{orgA}},
+		cluster.Spec{Name: "mallory", Role: schema.RoleVM, Orgs: []string{orgA}},
 	)
 	ctx := context.Background()
 	central, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
@@ -180,7 +181,7 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 	}
 	// Mallory keeps the first version, to replay it later.
 	var oldExec []byte
-	err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 		v, err := ml.rep.Get(ctx, "/executions/e1")
 		oldExec = v
 		return err == nil, err
@@ -214,12 +215,12 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 	}
 	xID, _ := peer.IDFromPrivateKey(xKey)
 	now := time.Now()
-	xm, err := ml.auth.Grant(policy.GrantRequest{Network: c.opts.Network, Peer: xID.String(), Role: schema.RoleVM,
+	xm, err := ml.auth.Grant(policy.GrantRequest{Network: c.Options().Network, Peer: xID.String(), Role: schema.RoleVM,
 		Orgs: []string{orgA}, NotBefore: now.Add(-time.Hour), Expires: now.Add(time.Hour)}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, err := ml.auth.Revoke(policy.RevokeRequest{Network: c.opts.Network, Peer: xID.String(), Serial: xm.Serial,
+	rev, err := ml.auth.Revoke(policy.RevokeRequest{Network: c.Options().Network, Peer: xID.String(), Serial: xm.Serial,
 		From: now.Add(-time.Minute), Reason: "stolen"}, now)
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +266,7 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 	}
 
 	// go-ds-crdt merged it all: the forgeries win in its order.
-	err = WaitFor(ctx, 30*time.Second, func() (bool, error) {
+	err = cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 		for _, n := range receivers {
 			rep, _ := n.Replica(orgA)
 			for _, k := range []string{"/deliveries/d1", "/executions/e1", "/results/e1"} {
@@ -287,7 +288,7 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 	want := []string{crdt.ReasonBadSignature, crdt.ReasonRoleMayNotWrite, crdt.ReasonNotOwner, crdt.ReasonRevoked, crdt.ReasonReplay}
 	for _, n := range receivers {
 		var got node.Refused
-		err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+		err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 			got, err = client(n).Refused(ctx, orgA, 0)
 			if err != nil {
 				return false, err
@@ -346,7 +347,7 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 	}
 
 	// Revoking mallory itself: the mesh disconnects it everywhere.
-	mrev, err := ml.auth.Revoke(policy.RevokeRequest{Network: c.opts.Network, Peer: ml.n.ID().String(), Reason: "modified"}, time.Now())
+	mrev, err := ml.auth.Revoke(policy.RevokeRequest{Network: c.Options().Network, Peer: ml.n.ID().String(), Reason: "modified"}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +355,7 @@ func TestModifiedPeerIsRefusedWhereItArrives(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range []*node.Node{central, vm1, vm2} {
-		err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+		err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 			if _, ok := n.Mesh().PeerMembership(ml.n.ID()); ok {
 				return false, errors.New("mallory still has a verified membership")
 			}
@@ -402,9 +403,9 @@ func feedCount(t *testing.T, n *node.Node, org, key string) int {
 // vm1's membership travels in the replica beside them.
 func TestRecordRelayedFromAStrangerPeerIsVerified(t *testing.T) {
 	c := gatedCluster(t,
-		Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA}},
-		Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}, Peers: []int{0}},
-		Spec{Name: "vm2", Role: schema.RoleVM, Orgs: []string{orgA}, Peers: []int{0}},
+		cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA}},
+		cluster.Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}, Peers: []int{0}},
+		cluster.Spec{Name: "vm2", Role: schema.RoleVM, Orgs: []string{orgA}, Peers: []int{0}},
 	)
 	ctx := context.Background()
 	central, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
@@ -425,9 +426,9 @@ func TestRecordRelayedFromAStrangerPeerIsVerified(t *testing.T) {
 	}
 	// Announcements relayed from a peer vm2 never met are ignored by its
 	// gossip validator; the heads exchange with central carries them.
-	err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 		central.Mesh().ExchangeNow()
-		got, err := Contents(ctx, vm2, orgA)
+		got, err := cluster.Contents(ctx, vm2, orgA)
 		_, ok := got["/results/e1"]
 		return ok, err
 	})

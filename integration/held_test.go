@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -18,16 +19,16 @@ import (
 // heldVMs starts three VMs of one organisation, all connected to each
 // other, with every periodic backstop an hour away: what a writer learns
 // about its records comes from the exchanges a commit or a merge triggers.
-func heldVMs(t *testing.T) *Cluster {
+func heldVMs(t *testing.T) *cluster.Cluster {
 	t.Helper()
-	c := NewCluster(t.TempDir(), testTuning())
+	c := cluster.NewCluster(t.TempDir(), testTuning())
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
 		}
 	})
 	for i := 0; i < 3; i++ {
-		if _, err := c.Add(context.Background(), Spec{Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
+		if _, err := c.Add(context.Background(), cluster.Spec{Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -45,11 +46,11 @@ func heldBy(t *testing.T, n *node.Node, key string) node.Held {
 
 // waitHeld waits until key, written on node i, is held by want peers, and
 // returns how long that took.
-func waitHeld(t *testing.T, c *Cluster, i int, key string, want int, timeout time.Duration) time.Duration {
+func waitHeld(t *testing.T, c *cluster.Cluster, i int, key string, want int, timeout time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	var last node.Held
-	err := WaitFor(context.Background(), timeout, func() (bool, error) {
+	err := cluster.WaitFor(context.Background(), timeout, func() (bool, error) {
 		h, err := c.Node(i).HeldBy(context.Background(), org, key)
 		last = h
 		return err == nil && h.HeldBy == want, nil
@@ -154,7 +155,7 @@ func TestHeldByFollowsTheHeadsPeersReport(t *testing.T) {
 	for _, key := range []string{"/results/during", "/results/alone0", "/results/alone2"} {
 		waitHeld(t, c, 0, key, 2, 20*time.Second)
 	}
-	if err := WaitFor(ctx, 10*time.Second, func() (bool, error) { return pending(t, w) == 0, nil }); err != nil {
+	if err := cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) { return pending(t, w) == 0, nil }); err != nil {
 		t.Fatalf("pending = %d after the heal", pending(t, w))
 	}
 	t.Logf("MEASURED after the heal: every record held by both other VMs %s later", time.Since(start).Round(time.Millisecond))

@@ -29,6 +29,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
@@ -103,7 +104,7 @@ func (hb *hostileBitswap) want(t *testing.T, cs []cid.Cid, wait time.Duration, d
 			got.Add(1)
 		}
 	}()
-	_ = WaitFor(ctx, wait, func() (bool, error) { return got.Load() == int64(len(cs)) || done(), nil })
+	_ = cluster.WaitFor(ctx, wait, func() (bool, error) { return got.Load() == int64(len(cs)) || done(), nil })
 	cancel()
 	<-drained
 	return int(got.Load())
@@ -138,12 +139,12 @@ func refusedBlocks(n *node.Node, org string) uint64 {
 // (2); A holds a raw value and an eligibility whose test taker's name is
 // the marker, on every node of A. It returns the marker, and A's heads
 // and marker blocks as held on the VM of A.
-func blockLeakCluster(t *testing.T) (*Cluster, []byte, []cid.Cid) {
+func blockLeakCluster(t *testing.T) (*cluster.Cluster, []byte, []cid.Cid) {
 	t.Helper()
 	c := gatedCluster(t,
-		Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
-		Spec{Name: "vm-a", Role: schema.RoleVM, Orgs: []string{orgA}},
-		Spec{Name: "vm-b", Role: schema.RoleVM, Orgs: []string{orgB}},
+		cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
+		cluster.Spec{Name: "vm-a", Role: schema.RoleVM, Orgs: []string{orgA}},
+		cluster.Spec{Name: "vm-b", Role: schema.RoleVM, Orgs: []string{orgB}},
 	)
 	central, vmA := c.Node(0), c.Node(1)
 	ctx := context.Background()
@@ -153,9 +154,9 @@ func blockLeakCluster(t *testing.T) (*Cluster, []byte, []cid.Cid) {
 	if _, err := client(central).PutRecord(ctx, orgA, "eligibilities", "el-secret", []byte(body)); err != nil {
 		t.Fatalf("central writes the eligibility: %v", err)
 	}
-	err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 		for _, n := range []*node.Node{central, vmA} {
-			got, err := Contents(ctx, n, orgA)
+			got, err := cluster.Contents(ctx, n, orgA)
 			if err != nil {
 				return false, err
 			}
@@ -243,7 +244,7 @@ func TestDagPullServesOnlyReadableBlocks(t *testing.T) {
 	}
 
 	stranger := newHostile(t, c, hostileSpec{Stranger: true})
-	if ai, err := addrInfo(vmA.Addrs()); err == nil {
+	if ai, err := cluster.AddrInfo(vmA.Addrs()); err == nil {
 		_ = stranger.host.Connect(ctx, ai) // the node may drop it at once
 	}
 	for _, org := range []string{orgA, orgB} {

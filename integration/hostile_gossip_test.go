@@ -23,6 +23,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
@@ -133,7 +134,7 @@ func (h *hostile) listenSync() {
 func writeMarkers(t *testing.T, n *node.Node, org string, what string, cond func() bool) {
 	t.Helper()
 	i := 0
-	err := WaitFor(context.Background(), 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(context.Background(), 30*time.Second, func() (bool, error) {
 		i++
 		putIn(t, n, org, fmt.Sprintf("/notes/marker-%d", i), "marker")
 		return cond(), nil
@@ -148,13 +149,13 @@ func writeMarkers(t *testing.T, n *node.Node, org string, what string, cond func
 // counted as refused, and a legitimate peer of A hears the announcements.
 func TestMemberOfAnotherOrganisationCannotSubscribe(t *testing.T) {
 	c := gatedCluster(t,
-		Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
-		Spec{Name: "vm-a", Role: schema.RoleVM, Orgs: []string{orgA}},
-		Spec{Name: "vm-b", Role: schema.RoleVM, Orgs: []string{orgB}},
+		cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
+		cluster.Spec{Name: "vm-a", Role: schema.RoleVM, Orgs: []string{orgA}},
+		cluster.Spec{Name: "vm-b", Role: schema.RoleVM, Orgs: []string{orgB}},
 	)
 	central, vmA := c.Node(0), c.Node(1)
 	ctx := context.Background()
-	topicA := mesh.TopicName(c.opts.Network, orgA)
+	topicA := mesh.TopicName(c.Options().Network, orgA)
 
 	attacker := newHostile(t, c, hostileSpec{Role: schema.RoleVM, Orgs: []string{orgB}})
 	legit := newHostile(t, c, hostileSpec{Role: schema.RoleVM, Orgs: []string{orgA}})
@@ -196,8 +197,8 @@ func TestMemberOfAnotherOrganisationCannotSubscribe(t *testing.T) {
 // HelloTimeout, and cannot reconnect at once.
 func TestStrangerLearnsNothingAndIsDroppedQuickly(t *testing.T) {
 	c := gatedCluster(t,
-		Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
-		Spec{Name: "vm-a", Role: schema.RoleVM, Orgs: []string{orgA}},
+		cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
+		cluster.Spec{Name: "vm-a", Role: schema.RoleVM, Orgs: []string{orgA}},
 	)
 	central, vmA := c.Node(0), c.Node(1)
 	putIn(t, vmA, orgA, "/notes/n1", "marker of A")
@@ -208,7 +209,7 @@ func TestStrangerLearnsNothingAndIsDroppedQuickly(t *testing.T) {
 			name := fmt.Sprintf("garbage=%v target=%s", garbage, target.ID())
 			s := newHostile(t, c, hostileSpec{Stranger: true})
 			s.listenSync()
-			s.joinGossip(mesh.TopicName(c.opts.Network, orgA))
+			s.joinGossip(mesh.TopicName(c.Options().Network, orgA))
 			before := target.Mesh().Refused(mesh.NodeWide)[mesh.RefuseStranger]
 			start := time.Now()
 			s.connect(ctx, target)
@@ -220,7 +221,7 @@ func TestStrangerLearnsNothingAndIsDroppedQuickly(t *testing.T) {
 					_ = st.Close()
 				}
 			}
-			err := WaitFor(ctx, 10*time.Second, func() (bool, error) {
+			err := cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
 				return s.host.Network().Connectedness(target.ID()) != network.Connected, nil
 			})
 			took := time.Since(start)
@@ -236,14 +237,14 @@ func TestStrangerLearnsNothingAndIsDroppedQuickly(t *testing.T) {
 				}
 			}
 			// Reconnecting at once is refused.
-			ai, _ := addrInfo(target.Addrs())
+			ai, _ := cluster.AddrInfo(target.Addrs())
 			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			err = s.host.Connect(rctx, ai)
 			cancel()
 			if err == nil {
 				// The dial may complete before the node's gater closes it:
 				// what counts is that it does not stay.
-				err = WaitFor(ctx, 5*time.Second, func() (bool, error) {
+				err = cluster.WaitFor(ctx, 5*time.Second, func() (bool, error) {
 					return s.host.Network().Connectedness(target.ID()) != network.Connected, nil
 				})
 				if err != nil {
@@ -261,7 +262,7 @@ func TestStrangerLearnsNothingAndIsDroppedQuickly(t *testing.T) {
 // A hello from a member of B to a VM of A: the reply carries nothing of A
 // (neither the organisation, nor the VM's role or membership, nor heads).
 func TestHelloToAVMOfAnotherOrganisationTellsNothing(t *testing.T) {
-	c := gatedCluster(t, Spec{Name: "vm-a", Role: schema.RoleVM, Orgs: []string{orgA}})
+	c := gatedCluster(t, cluster.Spec{Name: "vm-a", Role: schema.RoleVM, Orgs: []string{orgA}})
 	vmA := c.Node(0)
 	putIn(t, vmA, orgA, "/notes/n1", "marker of A")
 	ctx := context.Background()

@@ -27,6 +27,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/policy"
@@ -153,7 +154,7 @@ func storeBytes(t *testing.T, n *node.Node) uint64 {
 // when it comes back. Central (holding C1 and C2) then syncs with a real
 // C1 VM as before.
 func TestHostilePullJunkIsRefused(t *testing.T) {
-	c := gatedCluster(t, Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}})
+	c := gatedCluster(t, cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}})
 	central := c.Node(0)
 	ctx := context.Background()
 	putIn(t, central, orgB, "/notes/b", "before")
@@ -212,7 +213,7 @@ func TestHostilePullJunkIsRefused(t *testing.T) {
 		if err := h.announce(ctx, central, orgA, newHead()); err != nil {
 			t.Fatal(err)
 		}
-		err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+		err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 			if n := refusedFor(t, central, orgA, mesh.RefuseUnrequestedBlock); n < i {
 				return false, fmt.Errorf("%d unrequested-block refusals counted, want %d", n, i)
 			}
@@ -227,7 +228,7 @@ func TestHostilePullJunkIsRefused(t *testing.T) {
 			t.Fatalf("disconnected after %d offences, before the bound", i)
 		}
 	}
-	err := WaitFor(ctx, 10*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
 		if !closed(first) {
 			return false, fmt.Errorf("the attacker was not disconnected: %v then %v", first, conns())
 		}
@@ -260,7 +261,7 @@ func TestHostilePullJunkIsRefused(t *testing.T) {
 
 	// A real VM of C1 still syncs both ways, by bulk pull.
 	st0, _ := central.Status(ctx)
-	if _, err := c.Add(ctx, Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}}); err != nil {
+	if _, err := c.Add(ctx, cluster.Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}}); err != nil {
 		t.Fatal(err)
 	}
 	vm := c.Node(1)
@@ -271,7 +272,7 @@ func TestHostilePullJunkIsRefused(t *testing.T) {
 	if st1.Pulls.Completed <= st0.Pulls.Completed {
 		t.Fatalf("central completed no bulk pull from the real VM: %+v -> %+v", st0.Pulls, st1.Pulls)
 	}
-	if got, err := Contents(ctx, central, orgB); err != nil || got["/notes/b"] != "before" {
+	if got, err := cluster.Contents(ctx, central, orgB); err != nil || got["/notes/b"] != "before" {
 		t.Fatalf("C2 on central: %v %v", got, err)
 	}
 	putIn(t, central, orgB, "/notes/b2", "C2 writes go on")
@@ -282,7 +283,7 @@ func TestHostilePullJunkIsRefused(t *testing.T) {
 	// announcements meanwhile; see the report.)
 	h.connect(ctx, central)
 	var again map[string]bool
-	err = WaitFor(ctx, 10*time.Second, func() (bool, error) {
+	err = cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
 		if again = conns(); len(again) == 0 {
 			return false, fmt.Errorf("the attacker could not connect again")
 		}
@@ -293,7 +294,7 @@ func TestHostilePullJunkIsRefused(t *testing.T) {
 	}
 	// (central may close the connection before it answers the hello)
 	_ = h.announce(ctx, central, orgA, newHead())
-	err = WaitFor(ctx, 10*time.Second, func() (bool, error) {
+	err = cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
 		if !closed(again) {
 			return false, fmt.Errorf("the attacker, kept out, was not disconnected again")
 		}
@@ -316,7 +317,7 @@ func TestHostilePullEndlessDAGStopsAtTheBudget(t *testing.T) {
 	opts.Tuning.PullPeerBudget = 4 << 20
 	opts.Tuning.PullPeerRate = 16 << 10
 	opts.Tuning.PullOrgBudget = 64 << 20
-	c := gatedClusterWith(t, opts, Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}})
+	c := gatedClusterWith(t, opts, cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}})
 	central := c.Node(0)
 	ctx := context.Background()
 
@@ -328,7 +329,7 @@ func TestHostilePullEndlessDAGStopsAtTheBudget(t *testing.T) {
 	if err := h.announce(ctx, central, orgA, head); err != nil {
 		t.Fatal(err)
 	}
-	err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 		if n := refusedFor(t, central, orgA, mesh.RefuseBlockBudget); n < 1 {
 			return false, fmt.Errorf("no budget refusal counted")
 		}
@@ -394,11 +395,11 @@ func (h *hostile) serveValidDAG(t *testing.T, n int, streams, sent *atomic.Int64
 
 // gatedClusterWith is gatedCluster with the given options (an authority
 // is added).
-func gatedClusterWith(t *testing.T, opts Options, specs ...Spec) *Cluster {
+func gatedClusterWith(t *testing.T, opts cluster.Options, specs ...cluster.Spec) *cluster.Cluster {
 	t.Helper()
 	c := gatedCluster(t)
-	opts.Authority, opts.Network, opts.API = c.opts.Authority, c.opts.Network, c.opts.API
-	c.opts = opts
+	opts.Authority, opts.Network, opts.API = c.Options().Authority, c.Options().Network, c.Options().API
+	c.SetOptions(opts)
 	for _, s := range specs {
 		if _, err := c.Add(context.Background(), s); err != nil {
 			t.Fatalf("start %s: %v", s.Name, err)
@@ -431,13 +432,13 @@ func TestHostilePullStopsBeforeTheDiskGuard(t *testing.T) {
 	opts := testTuning()
 	opts.Authority = auth
 	opts.Tuning.PullPeerBudget, opts.Tuning.PullOrgBudget = -1, -1
-	c := NewCluster(disk, opts)
+	c := cluster.NewCluster(disk, opts)
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
 		}
 	})
-	if _, err := c.Add(context.Background(), Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}}); err != nil {
+	if _, err := c.Add(context.Background(), cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}}); err != nil {
 		t.Fatal(err)
 	}
 	central := c.Node(0)
@@ -466,7 +467,7 @@ func TestHostilePullStopsBeforeTheDiskGuard(t *testing.T) {
 	if err := h.announce(ctx, central, orgA, head); err != nil {
 		t.Fatal(err)
 	}
-	err = WaitFor(ctx, 30*time.Second, func() (bool, error) {
+	err = cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 		if central.Store().PeerBlocksRefused() == 0 {
 			return false, fmt.Errorf("no block from the peer refused for space; %+v", central.Store().Space())
 		}
@@ -495,7 +496,7 @@ func TestHostilePullFloodIsKeptOutAtOnce(t *testing.T) {
 	opts := testTuning()
 	opts.Tuning.PullPeerBudget, opts.Tuning.PullOrgBudget = -1, -1
 	opts.Tuning.PullMaxBytes = 2 << 20
-	c := gatedClusterWith(t, opts, Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA}})
+	c := gatedClusterWith(t, opts, cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA}})
 	central := c.Node(0)
 	ctx := context.Background()
 	h := newHostile(t, c, hostileSpec{Role: schema.RoleVM, Orgs: []string{orgA}})
@@ -504,7 +505,7 @@ func TestHostilePullFloodIsKeptOutAtOnce(t *testing.T) {
 	head := h.serveValidDAG(t, 1024, &streams, &sent)
 	h.connect(ctx, central)
 	var first []network.Conn
-	err := WaitFor(ctx, 10*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
 		if first = central.Mesh().Host().Network().ConnsToPeer(h.ID()); len(first) == 0 {
 			return false, fmt.Errorf("not connected")
 		}
@@ -516,7 +517,7 @@ func TestHostilePullFloodIsKeptOutAtOnce(t *testing.T) {
 	if err := h.announce(ctx, central, orgA, head); err != nil {
 		t.Fatal(err)
 	}
-	err = WaitFor(ctx, 30*time.Second, func() (bool, error) {
+	err = cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 		if refusedFor(t, central, orgA, mesh.RefuseBlockBudget) == 0 {
 			return false, fmt.Errorf("no refusal counted")
 		}
@@ -562,13 +563,13 @@ func TestBitswapStopsBeforeTheDiskGuard(t *testing.T) {
 	opts.Tuning.PullPeerBudget, opts.Tuning.PullOrgBudget = -1, -1
 	ctx := context.Background()
 	// The VM keeps its data off the small disk: a cluster of its own.
-	cv := NewCluster(t.TempDir(), opts)
+	cv := cluster.NewCluster(t.TempDir(), opts)
 	t.Cleanup(func() {
 		if err := cv.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
 		}
 	})
-	if _, err := cv.Add(ctx, Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}}); err != nil {
+	if _, err := cv.Add(ctx, cluster.Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}}); err != nil {
 		t.Fatal(err)
 	}
 	vm := cv.Node(0)
@@ -586,13 +587,13 @@ func TestBitswapStopsBeforeTheDiskGuard(t *testing.T) {
 		}
 	}
 
-	c := NewCluster(disk, opts)
+	c := cluster.NewCluster(disk, opts)
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
 		}
 	})
-	if _, err := c.Add(ctx, Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}}); err != nil {
+	if _, err := c.Add(ctx, cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}}); err != nil {
 		t.Fatal(err)
 	}
 	central := c.Node(0)
@@ -611,7 +612,7 @@ func TestBitswapStopsBeforeTheDiskGuard(t *testing.T) {
 	f.Close()
 	before := central.Store().Space()
 
-	ai, err := addrInfo(central.Addrs())
+	ai, err := cluster.AddrInfo(central.Addrs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -620,7 +621,7 @@ func TestBitswapStopsBeforeTheDiskGuard(t *testing.T) {
 	}
 	// The pull stops once, then a block bitswap brings is refused (or,
 	// without that, the guard trips).
-	err = WaitFor(ctx, 60*time.Second, func() (bool, error) {
+	err = cluster.WaitFor(ctx, 60*time.Second, func() (bool, error) {
 		if n, sp := central.Store().PeerBlocksRefused(), central.Store().Space(); n < 2 && sp.Refused == before.Refused {
 			return false, fmt.Errorf("%d blocks from peers refused for space; %+v", n, sp)
 		}
@@ -651,8 +652,8 @@ func TestBitswapStopsAtTheOrganisationBudget(t *testing.T) {
 	opts.Tuning.PullOrgBudget = 4 << 20
 	opts.Tuning.PullOrgRate = 16 << 10
 	c := gatedClusterWith(t, opts,
-		Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
-		Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}, Peers: []int{}})
+		cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
+		cluster.Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}, Peers: []int{}})
 	central, vm := c.Node(0), c.Node(1)
 	ctx := context.Background()
 	rep, err := vm.Replica(orgA)
@@ -669,7 +670,7 @@ func TestBitswapStopsAtTheOrganisationBudget(t *testing.T) {
 		}
 	}
 	before := storeBytes(t, central)
-	ai, err := addrInfo(central.Addrs())
+	ai, err := cluster.AddrInfo(central.Addrs())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -677,7 +678,7 @@ func TestBitswapStopsAtTheOrganisationBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The pull's refusal, then at least one of bitswap's.
-	err = WaitFor(ctx, 60*time.Second, func() (bool, error) {
+	err = cluster.WaitFor(ctx, 60*time.Second, func() (bool, error) {
 		if n := refusedFor(t, central, orgA, mesh.RefuseBlockBudget); n < 2 {
 			return false, fmt.Errorf("%d budget refusals counted", n)
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
@@ -62,7 +63,7 @@ type hostileSpec struct {
 
 // newHostile starts an attacking peer on 127.0.0.1 for cluster c (which
 // must be gated unless spec.Stranger is set).
-func newHostile(t *testing.T, c *Cluster, spec hostileSpec) *hostile {
+func newHostile(t *testing.T, c *cluster.Cluster, spec hostileSpec) *hostile {
 	t.Helper()
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
@@ -77,15 +78,15 @@ func newHostile(t *testing.T, c *Cluster, spec hostileSpec) *hostile {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hp := &hostile{t: t, host: h, network: c.opts.Network}
+	hp := &hostile{t: t, host: h, network: c.Options().Network}
 	t.Cleanup(func() { _ = h.Close() })
 	if !spec.Stranger {
-		a := c.opts.Authority
+		a := c.Options().Authority
 		if a == nil {
 			t.Fatal("hostile: a membership needs a gated cluster")
 		}
 		now := time.Now()
-		req := policy.GrantRequest{Network: c.opts.Network, Peer: h.ID().String(), Role: spec.Role,
+		req := policy.GrantRequest{Network: c.Options().Network, Peer: h.ID().String(), Role: spec.Role,
 			Orgs: spec.Orgs, AllOrgs: spec.AllOrgs, NotBefore: now.Add(-time.Minute), Expires: now.Add(24 * time.Hour)}
 		mb, err := a.Grant(req, now)
 		if err != nil {
@@ -102,7 +103,7 @@ func (h *hostile) ID() peer.ID { return h.host.ID() }
 // connect dials n.
 func (h *hostile) connect(ctx context.Context, n *node.Node) {
 	h.t.Helper()
-	ai, err := addrInfo(n.Addrs())
+	ai, err := cluster.AddrInfo(n.Addrs())
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -268,7 +269,7 @@ func (h *hostile) pullFrom(ctx context.Context, target peer.ID, org string, want
 // its own organisation's heads, so a refusal in an attack test is the
 // node's doing, not the kit's.
 func TestHostileKitSpeaksTheProtocols(t *testing.T) {
-	c := gatedCluster(t, Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}})
+	c := gatedCluster(t, cluster.Spec{Name: "vm1", Role: schema.RoleVM, Orgs: []string{orgA}})
 	vm := c.Node(0)
 	putIn(t, vm, orgA, "/notes/kit", "kit")
 	ctx := context.Background()

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/examnode/examnode/internal/cluster"
 )
 
 // A connected peer that has not yet fetched this node's last commit shows
@@ -43,7 +45,7 @@ func TestConnectedPeerBehindThenInSync(t *testing.T) {
 		}
 		return "", fmt.Errorf("no %s in the metrics", prefix)
 	}
-	err := WaitFor(ctx, 10*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
 		v, err := metric(behind)
 		return v == "1", err
 	})
@@ -60,7 +62,7 @@ func TestConnectedPeerBehindThenInSync(t *testing.T) {
 	if v, err := metric(state); err != nil || v != `"in sync"} 1` {
 		t.Fatalf("state metric once in sync: %q, %v", v, err)
 	}
-	got, err := Contents(ctx, central, org)
+	got, err := cluster.Contents(ctx, central, org)
 	if err != nil || got["/results/r1"] != "v" {
 		t.Fatalf("central holds %v, %v", got, err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -32,8 +33,8 @@ const org = "centre-1"
 // testTuning puts every periodic backstop (the periodic heads exchange,
 // go-ds-crdt's rebroadcast) an hour away: a test that converges under it
 // converges without waiting on any timer.
-func testTuning() Options {
-	return Options{Tuning: node.Tuning{
+func testTuning() cluster.Options {
+	return cluster.Options{Tuning: node.Tuning{
 		ExchangeInterval:    node.Duration(time.Hour),
 		RebroadcastInterval: node.Duration(time.Hour),
 		RedialMax:           node.Duration(time.Second),
@@ -42,9 +43,9 @@ func testTuning() Options {
 
 // makeN starts a central node and n-1 VMs of one organisation, all
 // connected, and closes them when the test ends.
-func makeN(t *testing.T, n int, opts Options) *Cluster {
+func makeN(t *testing.T, n int, opts cluster.Options) *cluster.Cluster {
 	t.Helper()
-	c := NewCluster(t.TempDir(), opts)
+	c := cluster.NewCluster(t.TempDir(), opts)
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
@@ -52,7 +53,7 @@ func makeN(t *testing.T, n int, opts Options) *Cluster {
 	})
 	ctx := context.Background()
 	for i := range n {
-		spec := Spec{Role: schema.RoleVM, Orgs: []string{org}}
+		spec := cluster.Spec{Role: schema.RoleVM, Orgs: []string{org}}
 		if i == 0 {
 			spec.Role = schema.RoleCentral
 		}
@@ -66,9 +67,9 @@ func makeN(t *testing.T, n int, opts Options) *Cluster {
 
 // waitConnected waits until every running node has exchanged heads with
 // every other running node of the organisation.
-func waitConnected(t *testing.T, c *Cluster) {
+func waitConnected(t *testing.T, c *cluster.Cluster) {
 	t.Helper()
-	err := WaitFor(context.Background(), 20*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(context.Background(), 20*time.Second, func() (bool, error) {
 		ms := c.Members()
 		for _, m := range ms {
 			if m.Node == nil {
@@ -92,15 +93,15 @@ func waitConnected(t *testing.T, c *Cluster) {
 }
 
 // waitSame waits until every running node holds exactly want.
-func waitSame(t *testing.T, c *Cluster, want map[string]string, timeout time.Duration) {
+func waitSame(t *testing.T, c *cluster.Cluster, want map[string]string, timeout time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	err := WaitFor(ctx, timeout, func() (bool, error) {
+	err := cluster.WaitFor(ctx, timeout, func() (bool, error) {
 		for _, m := range c.Members() {
 			if m.Node == nil {
 				continue
 			}
-			got, err := Contents(ctx, m.Node, org)
+			got, err := cluster.Contents(ctx, m.Node, org)
 			if err != nil {
 				return false, err
 			}

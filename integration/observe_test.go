@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 )
 
@@ -31,7 +32,7 @@ func peerState(ctx context.Context, n *node.Node, p string) (node.PeerSync, erro
 func waitState(t *testing.T, n *node.Node, p, want string) node.PeerSync {
 	t.Helper()
 	var got node.PeerSync
-	err := WaitFor(context.Background(), 20*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(context.Background(), 20*time.Second, func() (bool, error) {
 		var err error
 		got, err = peerState(context.Background(), n, p)
 		if err != nil {
@@ -71,7 +72,7 @@ func TestHistoryAndMetricsAcrossACluster(t *testing.T) {
 		}
 	}
 	// vm2 received the three results through its two peers; vm1 wrote them.
-	err := WaitFor(ctx, 20*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) {
 		h, err := apiClient(vm2).History(ctx, org, "")
 		if err != nil {
 			return false, err

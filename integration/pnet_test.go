@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -24,14 +25,14 @@ func TestPrivateNetworkKeepsStrangersOut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := NewCluster(filepath.Join(dir, "nodes"), testTuning())
+	c := cluster.NewCluster(filepath.Join(dir, "nodes"), testTuning())
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
 		}
 	})
 	ctx := context.Background()
-	for _, s := range []Spec{
+	for _, s := range []cluster.Spec{
 		{Name: "central", Role: schema.RoleCentral, Orgs: []string{org}, PnetKey: keyA},
 		{Name: "vm", Role: schema.RoleVM, Orgs: []string{org}, PnetKey: keyA},
 		{Name: "other-key", Role: schema.RoleVM, Orgs: []string{org}, PnetKey: keyB},
@@ -52,7 +53,7 @@ func TestPrivateNetworkKeepsStrangersOut(t *testing.T) {
 		n    *node.Node
 		hint string
 	}{{otherKey, "uses a private-network key"}, {noKey, "uses no private-network key"}} {
-		err := WaitFor(ctx, 20*time.Second, func() (bool, error) {
+		err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) {
 			for _, p := range s.n.Mesh().Peers() {
 				if p.ID == central.ID().String() && strings.Contains(p.LastError, "handshake failed") && strings.Contains(p.LastError, s.hint) {
 					t.Logf("%s's peer book: %s", s.n.ID(), p.LastError)
@@ -76,7 +77,7 @@ func TestPrivateNetworkKeepsStrangersOut(t *testing.T) {
 				}
 			}
 		}
-		got, err := Contents(ctx, s.n, org)
+		got, err := cluster.Contents(ctx, s.n, org)
 		if err != nil {
 			t.Fatal(err)
 		}

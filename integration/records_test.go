@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -21,7 +22,7 @@ func waitForChange(t *testing.T, n *node.Node, key string) node.Change {
 	ctx := context.Background()
 	cl, since := client(n), "0"
 	var found node.Change
-	err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 		page, err := cl.Changes(ctx, org, since, 0, time.Second)
 		if err != nil {
 			return false, err

@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/schema"
 )
 
-func put(t *testing.T, c *Cluster, i int, key, val string) {
+func put(t *testing.T, c *cluster.Cluster, i int, key, val string) {
 	t.Helper()
 	rep, err := c.Node(i).Replica(org)
 	if err != nil {
@@ -64,10 +65,10 @@ func TestConcurrentWritersConverge(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	err := WaitFor(context.Background(), 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(context.Background(), 30*time.Second, func() (bool, error) {
 		var first map[string]string
 		for i := range 3 {
-			got, err := Contents(context.Background(), c.Node(i), org)
+			got, err := cluster.Contents(context.Background(), c.Node(i), org)
 			if err != nil {
 				return false, err
 			}
@@ -105,7 +106,7 @@ func TestLateJoinerCatchesUp(t *testing.T) {
 		put(t, c, k%2, key, val)
 		want[key] = val
 	}
-	if _, err := c.Add(context.Background(), Spec{Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
+	if _, err := c.Add(context.Background(), cluster.Spec{Role: schema.RoleVM, Orgs: []string{org}}); err != nil {
 		t.Fatal(err)
 	}
 	waitSame(t, c, want, 30*time.Second)
@@ -146,7 +147,7 @@ func TestPartitionHeals(t *testing.T) {
 		put(t, c, 2, kb, "b")
 		want[ka], want[kb] = "a", "b"
 	}
-	got, err := Contents(context.Background(), c.Node(2), org)
+	got, err := cluster.Contents(context.Background(), c.Node(2), org)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,14 +164,14 @@ func TestPartitionHeals(t *testing.T) {
 }
 
 func TestCentralOpensOrganisationsOfItsPeers(t *testing.T) {
-	c := NewCluster(t.TempDir(), testTuning())
+	c := cluster.NewCluster(t.TempDir(), testTuning())
 	t.Cleanup(func() { _ = c.Close() })
 	ctx := context.Background()
-	if _, err := c.Add(ctx, Spec{Role: schema.RoleCentral}); err != nil {
+	if _, err := c.Add(ctx, cluster.Spec{Role: schema.RoleCentral}); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range []string{"centre-a", "centre-b"} {
-		if _, err := c.Add(ctx, Spec{Role: schema.RoleVM, Orgs: []string{o}, Peers: []int{0}}); err != nil {
+		if _, err := c.Add(ctx, cluster.Spec{Role: schema.RoleVM, Orgs: []string{o}, Peers: []int{0}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,7 +184,7 @@ func TestCentralOpensOrganisationsOfItsPeers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err := WaitFor(ctx, 20*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) {
 		for _, o := range []string{"centre-a", "centre-b"} {
 			rep, err := c.Node(0).Replica(o)
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
@@ -33,7 +34,7 @@ func TestSessionResumesOnAnotherVMGated(t *testing.T) {
 	resumeOnAnotherVM(t, opts)
 }
 
-func resumeOnAnotherVM(t *testing.T, opts Options) {
+func resumeOnAnotherVM(t *testing.T, opts cluster.Options) {
 	c := makeN(t, 3, opts)
 	ctx := context.Background()
 	central, vm1, vm2 := c.Node(0), c.Node(1), c.Node(2)
@@ -57,7 +58,7 @@ func resumeOnAnotherVM(t *testing.T, opts Options) {
 	}
 	// The writer can tell when its session is held by the others.
 	last := "/result-logs/" + schema.LogID("e1", logs-1)
-	if err := WaitFor(ctx, 10*time.Second, func() (bool, error) {
+	if err := cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
 		h, err := vm1.HeldBy(ctx, org, last)
 		return err == nil && h.HeldBy == 2, nil
 	}); err != nil {
@@ -74,7 +75,7 @@ func resumeOnAnotherVM(t *testing.T, opts Options) {
 	}
 	stopped := time.Now()
 	var res node.Resumed
-	if err := WaitFor(ctx, 15*time.Second, func() (bool, error) {
+	if err := cluster.WaitFor(ctx, 15*time.Second, func() (bool, error) {
 		var err error
 		res, err = client(vm2).Resume(ctx, org, "e1", false)
 		if isCode(err, "still_running") {

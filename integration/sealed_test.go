@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/examnode/examnode/bundle"
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -33,7 +34,7 @@ func TestResultsSealedToCentralAndArchive(t *testing.T) {
 	c := gatedBundleCluster(t)
 	ctx := context.Background()
 	arch, vm1, vm2, central := c.Node(0), c.Node(1), c.Node(2), c.Node(3)
-	err := WaitFor(ctx, 20*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) {
 		rs, err := vm1.BundleRecipients(ctx, org)
 		return slices.Contains(rs, arch.ID().String()) && slices.Contains(rs, central.ID().String()), err
 	})
@@ -70,7 +71,7 @@ func TestResultsSealedToCentralAndArchive(t *testing.T) {
 	// What every node stores: the sealed form, one and the same.
 	var stored string
 	for _, n := range []*node.Node{vm1, vm2, central, arch} {
-		got, err := Contents(ctx, n, org)
+		got, err := cluster.Contents(ctx, n, org)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +95,7 @@ func TestResultsSealedToCentralAndArchive(t *testing.T) {
 	if !errors.As(err, &re) || re.Status != 409 || re.Code != "append_only" {
 		t.Fatalf("another result on vm1: %v; want 409 append_only", err)
 	}
-	if got, _ := Contents(ctx, vm1, org); got["/results/e1"] != stored {
+	if got, _ := cluster.Contents(ctx, vm1, org); got["/results/e1"] != stored {
 		t.Fatal("a no-op or refused write changed vm1's stored result")
 	}
 	if st, err := vm1.Status(ctx); err != nil || len(st.Replicas) != 1 || st.Replicas[0].ResultsUnsealed != 0 {
@@ -168,14 +169,14 @@ func TestResultsSealedToCentralAndArchive(t *testing.T) {
 func TestOpenMeshSealsToNoClaimedRole(t *testing.T) {
 	opts := testTuning()
 	opts.Bundles = node.BundleConfig{Interval: node.Duration(100 * time.Millisecond), FetchTimeout: node.Duration(5 * time.Second)}
-	c := NewCluster(t.TempDir(), opts)
+	c := cluster.NewCluster(t.TempDir(), opts)
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
 		}
 	})
 	ctx := context.Background()
-	for _, s := range []Spec{
+	for _, s := range []cluster.Spec{
 		{Name: "archive", Role: schema.RoleArchive, Orgs: []string{org}},
 		{Name: "vm1", Role: schema.RoleVM, Orgs: []string{org}},
 		{Name: "central", Role: schema.RoleCentral, Orgs: []string{org}},
@@ -188,7 +189,7 @@ func TestOpenMeshSealsToNoClaimedRole(t *testing.T) {
 	arch, vm1, central := c.Node(0), c.Node(1), c.Node(2)
 	// vm1's peer book holds both claimed roles, and its bundle worker has
 	// had rounds since: it has seen them.
-	err := WaitFor(ctx, 20*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) {
 		roles := map[string]bool{}
 		for _, p := range vm1.Mesh().Peers() {
 			if p.Connected && (p.ID == arch.ID().String() || p.ID == central.ID().String()) {
@@ -203,7 +204,7 @@ func TestOpenMeshSealsToNoClaimedRole(t *testing.T) {
 		t.Fatalf("vm1 never learnt the claimed roles: %v", err)
 	}
 	rounds := vm1.BundleRounds()
-	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm1.BundleRounds() >= rounds+2, nil }); err != nil {
+	if err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm1.BundleRounds() >= rounds+2, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if rs, err := vm1.BundleRecipients(ctx, org); err != nil || len(rs) != 0 {
@@ -217,7 +218,7 @@ func TestOpenMeshSealsToNoClaimedRole(t *testing.T) {
 		}
 		return nil
 	})
-	got, err := Contents(ctx, arch, org)
+	got, err := cluster.Contents(ctx, arch, org)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +229,7 @@ func TestOpenMeshSealsToNoClaimedRole(t *testing.T) {
 		t.Fatalf("vm1's status: %+v %v; want the result counted as in clear", st.Replicas, err)
 	}
 	rounds = vm1.BundleRounds()
-	if err := WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm1.BundleRounds() >= rounds+2, nil }); err != nil {
+	if err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) { return vm1.BundleRounds() >= rounds+2, nil }); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := vm1.Bundles(ctx, org); err != nil || len(b) != 0 {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/internal/cluster"
 
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/policy"
@@ -24,7 +25,7 @@ const orgA, orgB = "centre-a", "centre-b"
 
 // gatedCluster starts a cluster under a fresh authority with the given
 // specs, closing it when the test ends.
-func gatedCluster(t *testing.T, specs ...Spec) *Cluster {
+func gatedCluster(t *testing.T, specs ...cluster.Spec) *cluster.Cluster {
 	t.Helper()
 	auth, err := policy.GenerateAuthority()
 	if err != nil {
@@ -32,7 +33,7 @@ func gatedCluster(t *testing.T, specs ...Spec) *Cluster {
 	}
 	opts := testTuning()
 	opts.Authority = auth
-	c := NewCluster(t.TempDir(), opts)
+	c := cluster.NewCluster(t.TempDir(), opts)
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
 			t.Errorf("close cluster: %v", err)
@@ -61,9 +62,9 @@ func putIn(t *testing.T, n *node.Node, org, key, val string) {
 func waitHolds(t *testing.T, org string, want map[string]string, ns ...*node.Node) {
 	t.Helper()
 	ctx := context.Background()
-	err := WaitFor(ctx, 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) {
 		for _, n := range ns {
-			got, err := Contents(ctx, n, org)
+			got, err := cluster.Contents(ctx, n, org)
 			if err != nil {
 				return false, err
 			}
@@ -94,16 +95,16 @@ func blocks(t *testing.T, n *node.Node) []cid.Cid {
 
 func TestStrangerCannotConnect(t *testing.T) {
 	c := gatedCluster(t,
-		Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA}},
-		Spec{Name: "vm-a", Role: schema.RoleVM, Orgs: []string{orgA}},
-		Spec{Name: "stranger", Role: schema.RoleVM, Orgs: []string{orgA}, Stranger: true},
+		cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA}},
+		cluster.Spec{Name: "vm-a", Role: schema.RoleVM, Orgs: []string{orgA}},
+		cluster.Spec{Name: "stranger", Role: schema.RoleVM, Orgs: []string{orgA}, Stranger: true},
 	)
 	central, vm, stranger := c.Node(0), c.Node(1), c.Node(2)
 	putIn(t, central, orgA, "/deliveries/d1", "maths")
 	waitHolds(t, orgA, map[string]string{"/deliveries/d1": "maths"}, central, vm)
 
 	for _, n := range []*node.Node{central, vm} {
-		err := WaitFor(context.Background(), 20*time.Second, func() (bool, error) {
+		err := cluster.WaitFor(context.Background(), 20*time.Second, func() (bool, error) {
 			for _, p := range n.Mesh().Peers() {
 				if p.ID == stranger.ID().String() && strings.Contains(p.LastError, "no membership") {
 					return true, nil
@@ -123,7 +124,7 @@ func TestStrangerCannotConnect(t *testing.T) {
 			}
 		}
 	}
-	got, err := Contents(context.Background(), stranger, orgA)
+	got, err := cluster.Contents(context.Background(), stranger, orgA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +140,10 @@ func TestStrangerCannotConnect(t *testing.T) {
 
 func TestVMOfAnotherOrganisationReceivesNothing(t *testing.T) {
 	c := gatedCluster(t,
-		Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
-		Spec{Name: "vm-a1", Role: schema.RoleVM, Orgs: []string{orgA}},
-		Spec{Name: "vm-a2", Role: schema.RoleVM, Orgs: []string{orgA}},
-		Spec{Name: "vm-b", Role: schema.RoleVM, Orgs: []string{orgB}},
+		cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{orgA, orgB}},
+		cluster.Spec{Name: "vm-a1", Role: schema.RoleVM, Orgs: []string{orgA}},
+		cluster.Spec{Name: "vm-a2", Role: schema.RoleVM, Orgs: []string{orgA}},
+		cluster.Spec{Name: "vm-b", Role: schema.RoleVM, Orgs: []string{orgB}},
 	)
 	central, a1, a2, vmB := c.Node(0), c.Node(1), c.Node(2), c.Node(3)
 	wantA := map[string]string{}
@@ -162,7 +163,7 @@ func TestVMOfAnotherOrganisationReceivesNothing(t *testing.T) {
 	before := vmB.Mesh().ExchangesCompleted()
 	central.Mesh().ExchangeNow()
 	vmB.Mesh().ExchangeNow()
-	err := WaitFor(context.Background(), 10*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(context.Background(), 10*time.Second, func() (bool, error) {
 		return vmB.Mesh().ExchangesCompleted() > before, nil
 	})
 	if err != nil {

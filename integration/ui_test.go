@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -32,7 +33,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	c := makeN(t, 3, testTuning())
 	ctx := context.Background()
-	if _, err := c.Add(ctx, Spec{Name: "archive", Role: schema.RoleArchive, Orgs: []string{org}}); err != nil {
+	if _, err := c.Add(ctx, cluster.Spec{Name: "archive", Role: schema.RoleArchive, Orgs: []string{org}}); err != nil {
 		t.Fatal(err)
 	}
 	central, vm1, vm2, archive := c.Node(0), c.Node(1), c.Node(2), c.Node(3)
@@ -81,7 +82,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		return ""
 	}
 	var dom []byte
-	err = WaitFor(ctx, 2*time.Minute, func() (bool, error) {
+	err = cluster.WaitFor(ctx, 2*time.Minute, func() (bool, error) {
 		var err error
 		if dom, err = browser("--dump-dom"); err != nil {
 			return false, err
@@ -126,7 +127,7 @@ func TestStatusPageInChromium(t *testing.T) {
 	// Central and the archive cut off as well: the verdict says so.
 	c.Partition(0, 1)
 	c.Partition(3, 1)
-	err = WaitFor(ctx, 2*time.Minute, func() (bool, error) {
+	err = cluster.WaitFor(ctx, 2*time.Minute, func() (bool, error) {
 		var err error
 		if dom, err = browser("--dump-dom"); err != nil {
 			return false, err

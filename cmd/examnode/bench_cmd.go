@@ -13,17 +13,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/examnode/examnode/bench"
-	"github.com/examnode/examnode/integration"
+	"github.com/examnode/examnode/internal/benchstack"
+	"github.com/examnode/examnode/internal/scale"
 )
 
 func init() {
-	bench.Register("examnode", integration.BenchFactory)
+	bench.Register("examnode", benchstack.Factory)
 }
 
 func addBenchCmds(root *cobra.Command, e *env) {
 	var opts bench.RunOptions
 	var out string
-	var scale []int
+	var scaleOrgs []int
 	var scaleIdle time.Duration
 	var baselineFrom string
 	var large int
@@ -86,9 +87,9 @@ is the point); a full run takes about half an hour.`,
 				writeLarge(&md, big)
 			}
 			var scaleRuns []bench.ScaleFigures
-			if len(scale) > 0 && scale[0] > 0 {
-				res, err := integration.RunScale(cmd.Context(), integration.ScaleOptions{
-					Exe: []string{exe}, Orgs: scale, Idle: scaleIdle, Progress: e.stderr,
+			if len(scaleOrgs) > 0 && scaleOrgs[0] > 0 {
+				res, err := scale.Run(cmd.Context(), scale.Options{
+					Exe: []string{exe}, Orgs: scaleOrgs, Idle: scaleIdle, Progress: e.stderr,
 				})
 				if err != nil {
 					return err
@@ -137,7 +138,7 @@ is the point); a full run takes about half an hour.`,
 	f.DurationVar(&opts.Params.Timeout, "timeout", 0, "give up on one run after this long (default 10m)")
 	f.IntVar(&opts.Repeat, "repeat", 1, "runs per stack and workload; the report gives medians")
 	f.StringVar(&out, "out", "BENCHMARKS.md", "where to write the report ('-' for stdout)")
-	f.IntSliceVar(&scale, "scale", []int{10, 50, 200}, "organisation counts for the central-scale measurement (0 to skip)")
+	f.IntSliceVar(&scaleOrgs, "scale", []int{10, 50, 200}, "organisation counts for the central-scale measurement (0 to skip)")
 	f.DurationVar(&scaleIdle, "scale-idle", 30*time.Second, "how long idle CPU is sampled at each scale")
 	f.IntVar(&large, "large", 100_000, "records for examnode's large catch-up run (0 to skip)")
 	f.StringVar(&baselineFrom, "baseline-from", "", "adopt raw go-ds-crdt's figures from this earlier report's JSON instead of measuring them again")
@@ -180,7 +181,7 @@ func writeLarge(md *bytes.Buffer, big *bench.Report) {
 	}
 }
 
-func writeScale(md *bytes.Buffer, rs []integration.ScaleResult, idle time.Duration) {
+func writeScale(md *bytes.Buffer, rs []scale.Result, idle time.Duration) {
 	fmt.Fprintf(md, "\n## central-scale\n\nOne central node (its own process, `examnode run`) configured with N organisations, one VM per organisation connected to it. Idle CPU is sampled over %s with nothing written; a write on central (through its local API) is timed until its VM holds it, for up to 20 organisations spread over the range. Targets: idle CPU under 5%% of one core, RSS under 1 GiB, write to VM within 2 s, at 200 organisations.\n\n", idle)
 	fmt.Fprintf(md, "| organisations | idle CPU (%% of one core) | RSS | peak RSS | goroutines | write→VM p50 | write→VM max | setup |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/examnode/examnode/bundle"
 	"github.com/examnode/examnode/crdt"
-	"github.com/examnode/examnode/integration"
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
@@ -29,20 +29,20 @@ func TestBundleCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := integration.NewCluster(t.TempDir(), integration.Options{
+	c := cluster.NewCluster(t.TempDir(), cluster.Options{
 		Tuning:    node.Tuning{ExchangeInterval: node.Duration(time.Hour), RebroadcastInterval: node.Duration(time.Hour)},
 		Bundles:   node.BundleConfig{Interval: node.Duration(100 * time.Millisecond)},
 		Authority: auth,
 	})
 	t.Cleanup(func() { _ = c.Close() })
-	if _, err := c.Add(ctx, integration.Spec{Name: "archive", Role: schema.RoleArchive, Orgs: []string{"C1"}}); err != nil {
+	if _, err := c.Add(ctx, cluster.Spec{Name: "archive", Role: schema.RoleArchive, Orgs: []string{"C1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Add(ctx, integration.Spec{Name: "vm", Role: schema.RoleVM, Orgs: []string{"C1"}}); err != nil {
+	if _, err := c.Add(ctx, cluster.Spec{Name: "vm", Role: schema.RoleVM, Orgs: []string{"C1"}}); err != nil {
 		t.Fatal(err)
 	}
 	arch, vm := c.Members()[0], c.Members()[1]
-	if err := integration.WaitFor(ctx, 20*time.Second, func() (bool, error) {
+	if err := cluster.WaitFor(ctx, 20*time.Second, func() (bool, error) {
 		rs, err := vm.Node.BundleRecipients(ctx, "C1")
 		return slices.Contains(rs, arch.ID.String()), err
 	}); err != nil {
@@ -76,7 +76,7 @@ func TestBundleCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := &node.Client{Addr: vm.Node.APIAddr(), Token: vm.Node.Token()}
-	if err := integration.WaitFor(ctx, 10*time.Second, func() (bool, error) {
+	if err := cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
 		_, err := cl.GetRecord(ctx, "C1", "eligibilities", "el1")
 		return err == nil, nil
 	}); err != nil {
@@ -91,7 +91,7 @@ func TestBundleCommands(t *testing.T) {
 		}
 	}
 	var bs []node.BundleStatus
-	if err := integration.WaitFor(ctx, 60*time.Second, func() (bool, error) {
+	if err := cluster.WaitFor(ctx, 60*time.Second, func() (bool, error) {
 		out := mustCLI(t, "bundle", "ls", "--dir", arch.Dir, "--json")
 		if err := json.Unmarshal([]byte(out), &bs); err != nil {
 			return false, err

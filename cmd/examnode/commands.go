@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/examnode/examnode/integration"
+	"github.com/examnode/examnode/internal/demo"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -304,7 +304,7 @@ func rmCmd(e *env) *cobra.Command {
 }
 
 func demoCmd(e *env) *cobra.Command {
-	var opts integration.DemoOptions
+	var opts demo.Options
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "Run a local mesh (central + VMs, one process, 127.0.0.1) and show it converge",
@@ -320,7 +320,7 @@ every node ends with every record.`,
 			if e.json {
 				progress = io.Discard
 			}
-			sum, err := integration.RunDemo(cmd.Context(), opts, progress)
+			sum, err := demo.Run(cmd.Context(), opts, progress)
 			if e.json {
 				if perr := e.printJSON(sum); perr != nil {
 					return perr

@@ -13,7 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/examnode/examnode/integration"
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
@@ -24,9 +24,9 @@ const inspectOrg = "C1"
 // inspectCluster starts central and two VMs of C1 on 127.0.0.1, with the
 // tests' tuning (no periodic timers: what converges, converges through
 // the exchanges after commits and the sampler's reconciling).
-func inspectCluster(t *testing.T) *integration.Cluster {
+func inspectCluster(t *testing.T) *cluster.Cluster {
 	t.Helper()
-	c := integration.NewCluster(t.TempDir(), integration.Options{Tuning: node.Tuning{
+	c := cluster.NewCluster(t.TempDir(), cluster.Options{Tuning: node.Tuning{
 		ExchangeInterval:    node.Duration(time.Hour),
 		RebroadcastInterval: node.Duration(time.Hour),
 		RedialMax:           node.Duration(time.Second),
@@ -37,7 +37,7 @@ func inspectCluster(t *testing.T) *integration.Cluster {
 		}
 	})
 	for i, name := range []string{"central", "vm1", "vm2"} {
-		spec := integration.Spec{Name: name, Role: schema.RoleVM, Orgs: []string{inspectOrg}}
+		spec := cluster.Spec{Name: name, Role: schema.RoleVM, Orgs: []string{inspectOrg}}
 		if i == 0 {
 			spec.Role = schema.RoleCentral
 		}
@@ -62,7 +62,7 @@ func syncOf(t *testing.T, dir string) node.OrgSync {
 // deadline passes.
 func waitCLI(t *testing.T, what string, cond func() string) {
 	t.Helper()
-	err := integration.WaitFor(context.Background(), 30*time.Second, func() (bool, error) {
+	err := cluster.WaitFor(context.Background(), 30*time.Second, func() (bool, error) {
 		if why := cond(); why != "" {
 			return false, fmt.Errorf("%s", why)
 		}
@@ -83,7 +83,7 @@ func peerStates(t *testing.T, dir string) map[peer.ID]node.PeerSync {
 	return out
 }
 
-func allInSync(t *testing.T, c *integration.Cluster, members ...int) string {
+func allInSync(t *testing.T, c *cluster.Cluster, members ...int) string {
 	for _, i := range members {
 		m := c.Members()[i]
 		st := peerStates(t, m.Dir)
@@ -152,7 +152,7 @@ func TestInspectCommandsAgainstACluster(t *testing.T) {
 	c.Partition(0, 1)
 	c.Partition(0, 2)
 	waitCLI(t, "VMs isolated from central", func() string {
-		for _, m := range []*integration.Member{vm1, vm2} {
+		for _, m := range []*cluster.Member{vm1, vm2} {
 			var st node.Status
 			if err := json.Unmarshal([]byte(mustCLI(t, "status", "--dir", m.Dir, "--json")), &st); err != nil {
 				return err.Error()

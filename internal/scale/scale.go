@@ -1,4 +1,7 @@
-package integration
+// Package scale is `examnode bench --scale`: a central node (a child
+// process) with N organisations and one in-process VM per organisation,
+// measured for idle CPU, memory, goroutines and write latency.
+package scale
 
 import (
 	"bytes"
@@ -15,12 +18,13 @@ import (
 	"time"
 
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
 
-// ScaleOptions shape the central-scale measurement.
-type ScaleOptions struct {
+// Options shape the central-scale measurement.
+type Options struct {
 	// Exe runs examnode (e.g. {os.Args[0]}); the central node runs as
 	// `Exe run --dir D` in its own process, so its CPU and memory are its own.
 	Exe []string
@@ -36,8 +40,8 @@ type ScaleOptions struct {
 	Progress io.Writer
 }
 
-// ScaleResult is one row of the central-scale table.
-type ScaleResult struct {
+// Result is one row of the central-scale table.
+type Result struct {
 	Orgs           int     `json:"orgs"`
 	IdleCPUPercent float64 `json:"idle_cpu_percent_of_one_core"`
 	RSSBytes       uint64  `json:"rss_bytes"`
@@ -48,13 +52,13 @@ type ScaleResult struct {
 	SetupSeconds   float64 `json:"setup_seconds"`
 }
 
-// RunScale starts, for each count N, a central node (a child process)
+// Run starts, for each count N, a central node (a child process)
 // configured with N organisations and one VM per organisation (in this
 // process), then measures the central's idle CPU, memory and goroutines,
 // and how long a write on central takes to reach its organisation's VM.
-func RunScale(ctx context.Context, opts ScaleOptions) ([]ScaleResult, error) {
+func Run(ctx context.Context, opts Options) ([]Result, error) {
 	if len(opts.Exe) == 0 {
-		return nil, errors.New("integration: scale needs the examnode command")
+		return nil, errors.New("scale: scale needs the examnode command")
 	}
 	if opts.Idle <= 0 {
 		opts.Idle = 30 * time.Second
@@ -74,7 +78,7 @@ func RunScale(ctx context.Context, opts ScaleOptions) ([]ScaleResult, error) {
 		defer os.RemoveAll(d)
 		root = d
 	}
-	var out []ScaleResult
+	var out []Result
 	for _, n := range opts.Orgs {
 		r, err := scaleOnce(ctx, opts, filepath.Join(root, fmt.Sprintf("orgs-%d", n)), n)
 		if err != nil {
@@ -91,8 +95,8 @@ func mib(b uint64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
 func scaleOrg(i int) string { return fmt.Sprintf("centre-%03d", i) }
 
-func scaleOnce(ctx context.Context, opts ScaleOptions, dir string, n int) (ScaleResult, error) {
-	res := ScaleResult{Orgs: n}
+func scaleOnce(ctx context.Context, opts Options, dir string, n int) (Result, error) {
+	res := Result{Orgs: n}
 	t0 := time.Now()
 	centralDir := filepath.Join(dir, "central")
 	cfg := node.DefaultConfig(schema.RoleCentral)
@@ -127,17 +131,17 @@ func scaleOnce(ctx context.Context, opts ScaleOptions, dir string, n int) (Scale
 	}
 	fmt.Fprintf(opts.Progress, "scale %4d orgs: central up (pid %d), starting %d VMs\n", n, cmd.Process.Pid, n)
 
-	vms := NewCluster(filepath.Join(dir, "vms"), Options{Network: "scale", API: "off",
+	vms := cluster.NewCluster(filepath.Join(dir, "vms"), cluster.Options{Network: "scale", API: "off",
 		Store: &crdt.StoreOptions{MemTableSize: 2 << 20}})
 	defer vms.Close()
 	for i := range n {
-		spec := Spec{Name: scaleOrg(i), Role: schema.RoleVM, Orgs: []string{scaleOrg(i)}, Peers: []int{}, PeerAddrs: st.Addrs}
+		spec := cluster.Spec{Name: scaleOrg(i), Role: schema.RoleVM, Orgs: []string{scaleOrg(i)}, Peers: []int{}, PeerAddrs: st.Addrs}
 		if _, err := vms.Add(ctx, spec); err != nil {
 			return res, err
 		}
 	}
 	// Every VM connected and exchanged with central.
-	err = WaitFor(ctx, 2*time.Minute, func() (bool, error) {
+	err = cluster.WaitFor(ctx, 2*time.Minute, func() (bool, error) {
 		for i, m := range vms.Members() {
 			if len(m.Node.Mesh().PeersOf(scaleOrg(i))) == 0 {
 				return false, fmt.Errorf("%s not yet synced with central", m.Spec.Name)
@@ -164,7 +168,7 @@ func scaleOnce(ctx context.Context, opts ScaleOptions, dir string, n int) (Scale
 		if _, err := cl.Put(ctx, org, key, []byte("delivery")); err != nil {
 			return res, err
 		}
-		if err := WaitFor(ctx, 30*time.Second, func() (bool, error) { return rep.Has(ctx, key) }); err != nil {
+		if err := cluster.WaitFor(ctx, 30*time.Second, func() (bool, error) { return rep.Has(ctx, key) }); err != nil {
 			return res, fmt.Errorf("write to %s never reached its VM: %w", org, err)
 		}
 		lat = append(lat, time.Since(start).Seconds())
@@ -202,7 +206,7 @@ func scaleOnce(ctx context.Context, opts ScaleOptions, dir string, n int) (Scale
 
 func waitAPI(ctx context.Context, dir string, logs *bytes.Buffer) (*node.Client, error) {
 	var cl *node.Client
-	err := WaitFor(ctx, time.Minute, func() (bool, error) {
+	err := cluster.WaitFor(ctx, time.Minute, func() (bool, error) {
 		if _, err := os.Stat(filepath.Join(dir, node.APIAddrFile)); err != nil {
 			return false, err
 		}

@@ -1,4 +1,7 @@
-package integration
+// Package demo is `examnode demo`: four nodes in one process (a central
+// node and VMs of one test centre on 127.0.0.1) that write records, lose
+// and regain the network, and report as each record reaches every node.
+package demo
 
 import (
 	"context"
@@ -10,11 +13,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/schema"
 )
 
-// DemoOptions shape the demo.
-type DemoOptions struct {
+// Options shape the demo.
+type Options struct {
 	// VMs is the number of exam VMs of the demo centre (default 3).
 	VMs int
 	// Records is how many records each node writes in each phase (default 10).
@@ -25,8 +29,8 @@ type DemoOptions struct {
 	Dir string
 }
 
-// DemoSummary is what `examnode demo --json` prints.
-type DemoSummary struct {
+// Summary is what `examnode demo --json` prints.
+type Summary struct {
 	Nodes             int      `json:"nodes"`
 	Records           int      `json:"records"`
 	SecondsToConverge float64  `json:"seconds_to_converge"`
@@ -42,13 +46,13 @@ type Phase struct {
 	SecondsToConverge float64 `json:"seconds_to_converge"`
 }
 
-// DemoOrg is the organisation of the demo's test centre.
-const DemoOrg = "demo-centre"
+// Org is the organisation of the demo's test centre.
+const Org = "demo-centre"
 
-// RunDemo starts a central node and VMs of one organisation on 127.0.0.1,
+// Run starts a central node and VMs of one organisation on 127.0.0.1,
 // writes records on different nodes, cuts one VM off and heals it, and
 // reports as each record reaches every node. Progress goes to w.
-func RunDemo(ctx context.Context, opts DemoOptions, w io.Writer) (DemoSummary, error) {
+func Run(ctx context.Context, opts Options, w io.Writer) (Summary, error) {
 	if opts.VMs <= 0 {
 		opts.VMs = 3
 	}
@@ -58,7 +62,7 @@ func RunDemo(ctx context.Context, opts DemoOptions, w io.Writer) (DemoSummary, e
 	if opts.Timeout <= 0 {
 		opts.Timeout = 60 * time.Second
 	}
-	sum := DemoSummary{Nodes: opts.VMs + 1}
+	sum := Summary{Nodes: opts.VMs + 1}
 	dir := opts.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "examnode-demo-")
@@ -68,17 +72,17 @@ func RunDemo(ctx context.Context, opts DemoOptions, w io.Writer) (DemoSummary, e
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	c := NewCluster(dir, Options{Network: "demo", Tuning: fastTuning(), API: "off"})
+	c := cluster.NewCluster(dir, cluster.Options{Network: "demo", Tuning: cluster.FastTuning(), API: "off"})
 	defer c.Close()
 
 	say := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	start := time.Now()
-	say("starting central and %d VMs of organisation %q on 127.0.0.1 (data under %s)", opts.VMs, DemoOrg, dir)
-	if _, err := c.Add(ctx, Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{DemoOrg}}); err != nil {
+	say("starting central and %d VMs of organisation %q on 127.0.0.1 (data under %s)", opts.VMs, Org, dir)
+	if _, err := c.Add(ctx, cluster.Spec{Name: "central", Role: schema.RoleCentral, Orgs: []string{Org}}); err != nil {
 		return sum, err
 	}
 	for i := 1; i <= opts.VMs; i++ {
-		if _, err := c.Add(ctx, Spec{Name: fmt.Sprintf("vm-%d", i), Role: schema.RoleVM, Orgs: []string{DemoOrg}}); err != nil {
+		if _, err := c.Add(ctx, cluster.Spec{Name: fmt.Sprintf("vm-%d", i), Role: schema.RoleVM, Orgs: []string{Org}}); err != nil {
 			return sum, err
 		}
 	}
@@ -129,7 +133,7 @@ func RunDemo(ctx context.Context, opts DemoOptions, w io.Writer) (DemoSummary, e
 		return sum, err
 	}
 
-	all, err := Contents(ctx, c.Node(0), DemoOrg)
+	all, err := cluster.Contents(ctx, c.Node(0), Org)
 	if err != nil {
 		return sum, err
 	}
@@ -147,14 +151,14 @@ type write struct {
 	key, value string
 }
 
-func writeAll(ctx context.Context, c *Cluster, ws []write) error {
+func writeAll(ctx context.Context, c *cluster.Cluster, ws []write) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(ws))
 	for i, wr := range ws {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rep, err := c.Node(wr.node).Replica(DemoOrg)
+			rep, err := c.Node(wr.node).Replica(Org)
 			if err == nil {
 				err = rep.Put(ctx, wr.key, []byte(wr.value))
 			}
@@ -167,7 +171,7 @@ func writeAll(ctx context.Context, c *Cluster, ws []write) error {
 
 // runPhase writes ws (and waits for pending, already written), then
 // reports each record as it reaches every node.
-func runPhase(ctx context.Context, c *Cluster, sum *DemoSummary, name string, ws []write, timeout time.Duration,
+func runPhase(ctx context.Context, c *cluster.Cluster, sum *Summary, name string, ws []write, timeout time.Duration,
 	say func(string, ...any), pending ...write) error {
 	say("phase: %s", name)
 	t0 := time.Now()
@@ -178,10 +182,10 @@ func runPhase(ctx context.Context, c *Cluster, sum *DemoSummary, name string, ws
 	say("  %d records acknowledged (durable) in %.3fs", len(ws), time.Since(t0).Seconds())
 	reported := map[string]bool{}
 	members := c.Members()
-	err := WaitFor(ctx, timeout, func() (bool, error) {
+	err := cluster.WaitFor(ctx, timeout, func() (bool, error) {
 		held := map[string]int{}
 		for _, m := range members {
-			got, err := Contents(ctx, m.Node, DemoOrg)
+			got, err := cluster.Contents(ctx, m.Node, Org)
 			if err != nil {
 				return false, err
 			}
@@ -214,7 +218,7 @@ func runPhase(ctx context.Context, c *Cluster, sum *DemoSummary, name string, ws
 }
 
 // JSON renders the summary.
-func (s DemoSummary) JSON() []byte {
+func (s Summary) JSON() []byte {
 	b, _ := json.MarshalIndent(s, "", "  ")
 	return append(b, '\n')
 }

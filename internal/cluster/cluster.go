@@ -1,15 +1,17 @@
-// Package integration runs examnode nodes together: an in-process cluster
-// of real nodes (real libp2p on 127.0.0.1, real badger on disk, real
-// gossipsub) with fault knobs to partition, heal, stop and restart them.
-// The tests in this package are the multi-node proofs of each capability;
-// the demo command and the benchmark reuse the cluster.
-package integration
+// Package cluster runs examnode nodes together in one process: real nodes
+// (real libp2p on 127.0.0.1, real badger on disk, real gossipsub) with
+// fault knobs to partition, heal, stop and restart them. The demo, the
+// benchmark stack and the scale runner run on it; the multi-node tests use
+// it through internal/clustertest, which adds what takes a testing.TB.
+// It imports no testing package: the examnode binary links it.
+package cluster
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -41,8 +43,16 @@ type Options struct {
 	// one machine would otherwise find each other's nodes).
 	LANDiscovery bool
 	// DropGossip makes every node drop every gossipsub announcement it
-	// receives: heads then travel only by direct exchange.
+	// receives: heads then travel only by direct exchange. It is
+	// GossipDropProbability 1.
 	DropGossip bool
+	// GossipDropProbability, in [0, 1], is the chance that a node drops
+	// each gossipsub announcement it receives (independently per message
+	// and node); what is dropped travels only by direct exchange.
+	GossipDropProbability float64
+	// NodeLogger, if set, gives each node its logger by name (and Logger
+	// is ignored); else each node logs to Logger with a "node" attribute.
+	NodeLogger func(name string) *slog.Logger
 	// Store overrides the nodes' badger options.
 	Store *crdt.StoreOptions
 	// Bundles configures result bundles on every node (a Spec may
@@ -99,13 +109,17 @@ type Cluster struct {
 
 // NewCluster makes an empty cluster whose nodes keep their data under dir.
 func NewCluster(dir string, opts Options) *Cluster {
+	return &Cluster{dir: dir, opts: withDefaults(opts)}
+}
+
+func withDefaults(opts Options) Options {
 	if opts.Network == "" {
 		opts.Network = "test"
 	}
 	if opts.API == "" {
 		opts.API = "127.0.0.1:0"
 	}
-	return &Cluster{dir: dir, opts: opts}
+	return opts
 }
 
 // Add starts a node and connects it to the nodes spec.Peers names.
@@ -153,9 +167,9 @@ func (c *Cluster) config(m *Member) node.Config {
 
 func (c *Cluster) start(ctx context.Context, m *Member) error {
 	c.mu.Lock()
-	cfg := c.config(m)
+	cfg, opts := c.config(m), c.opts
 	c.mu.Unlock()
-	if err := c.grant(m, &cfg); err != nil {
+	if err := grant(opts.Authority, m, &cfg); err != nil {
 		return err
 	}
 	if cfg.Encrypt {
@@ -163,13 +177,19 @@ func (c *Cluster) start(ctx context.Context, m *Member) error {
 			return err
 		}
 	}
-	logger := c.opts.Logger
-	if logger != nil {
+	logger := opts.Logger
+	switch {
+	case opts.NodeLogger != nil:
+		logger = opts.NodeLogger(m.Spec.Name)
+	case logger != nil:
 		logger = logger.With("node", m.Spec.Name)
 	}
-	deps := node.Deps{Logger: logger, Gater: m.gater, StoreOptions: c.opts.Store, BundleClock: c.opts.BundleClock}
-	if c.opts.DropGossip {
+	deps := node.Deps{Logger: logger, Gater: m.gater, StoreOptions: opts.Store, BundleClock: opts.BundleClock}
+	switch p := opts.GossipDropProbability; {
+	case opts.DropGossip || p >= 1:
 		deps.GossipFilter = func(string, peer.ID) bool { return false }
+	case p > 0:
+		deps.GossipFilter = func(string, peer.ID) bool { return rand.Float64() >= p }
 	}
 	n, err := node.New(m.Dir, cfg, deps)
 	if err != nil {
@@ -186,8 +206,7 @@ func (c *Cluster) start(ctx context.Context, m *Member) error {
 
 // grant configures a gated cluster's node with the authority's key and a
 // membership for its identity (created here if new).
-func (c *Cluster) grant(m *Member, cfg *node.Config) error {
-	a := c.opts.Authority
+func grant(a *policy.Authority, m *Member, cfg *node.Config) error {
 	if a == nil || m.Spec.Stranger {
 		return nil
 	}
@@ -212,6 +231,23 @@ func (c *Cluster) grant(m *Member, cfg *node.Config) error {
 	cfg.Authority, cfg.Membership = a.Public().String(), mb.String()
 	return nil
 }
+
+// Options returns the cluster's options (defaults filled).
+func (c *Cluster) Options() Options {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opts
+}
+
+// SetOptions replaces the options of the nodes (re)started from now on.
+func (c *Cluster) SetOptions(opts Options) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opts = withDefaults(opts)
+}
+
+// Dir is the directory under which the nodes keep their data.
+func (c *Cluster) Dir() string { return c.dir }
 
 // Members returns the cluster's members, in the order they were added.
 func (c *Cluster) Members() []*Member {
@@ -246,7 +282,7 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 	m := c.members[i]
 	c.mu.Unlock()
 	if m.Node != nil {
-		return fmt.Errorf("integration: node %s is running", m.Spec.Name)
+		return fmt.Errorf("cluster: node %s is running", m.Spec.Name)
 	}
 	return c.start(ctx, m)
 }
@@ -276,7 +312,7 @@ func (c *Cluster) Heal(ctx context.Context, i, j int) error {
 	if a.Node == nil || b.Node == nil {
 		return nil
 	}
-	ai, err := addrInfo(b.Node.Addrs())
+	ai, err := AddrInfo(b.Node.Addrs())
 	if err != nil {
 		return err
 	}
@@ -285,14 +321,15 @@ func (c *Cluster) Heal(ctx context.Context, i, j int) error {
 
 // Connect dials member j from member i.
 func (c *Cluster) Connect(ctx context.Context, i, j int) error {
-	ai, err := addrInfo(c.Node(j).Addrs())
+	ai, err := AddrInfo(c.Node(j).Addrs())
 	if err != nil {
 		return err
 	}
 	return c.Node(i).Mesh().Connect(ctx, ai)
 }
 
-func addrInfo(addrs []string) (peer.AddrInfo, error) {
+// AddrInfo joins the p2p addresses of one peer (as node.Addrs lists them).
+func AddrInfo(addrs []string) (peer.AddrInfo, error) {
 	var out peer.AddrInfo
 	for _, a := range addrs {
 		m, err := ma.NewMultiaddr(a)

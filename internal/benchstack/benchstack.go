@@ -1,4 +1,6 @@
-package integration
+// Package benchstack is examnode's stack for the benchmark (package
+// bench): VMs of one organisation in an in-process cluster.
+package benchstack
 
 import (
 	"context"
@@ -6,6 +8,7 @@ import (
 
 	"github.com/examnode/examnode/bench"
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/internal/cluster"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/schema"
 )
@@ -13,16 +16,16 @@ import (
 // benchOrg is the organisation the benchmark writes into.
 const benchOrg = "bench-centre"
 
-// BenchFactory builds examnode's stack for the benchmark: VMs of one
+// Factory builds examnode's stack for the benchmark: VMs of one
 // organisation with the daemon's default tuning (no shortened timers).
-func BenchFactory(dir string) (bench.Stack, error) {
-	return &benchStack{c: NewCluster(dir, Options{Network: "bench", API: "off", Tuning: node.Tuning{}})}, nil
+func Factory(dir string) (bench.Stack, error) {
+	return &benchStack{c: cluster.NewCluster(dir, cluster.Options{Network: "bench", API: "off", Tuning: node.Tuning{}})}, nil
 }
 
-type benchStack struct{ c *Cluster }
+type benchStack struct{ c *cluster.Cluster }
 
 func (s *benchStack) AddNode(ctx context.Context) (int, error) {
-	m, err := s.c.Add(ctx, Spec{Role: schema.RoleVM, Orgs: []string{benchOrg}})
+	m, err := s.c.Add(ctx, cluster.Spec{Role: schema.RoleVM, Orgs: []string{benchOrg}})
 	if err != nil {
 		return 0, err
 	}
@@ -31,13 +34,13 @@ func (s *benchStack) AddNode(ctx context.Context) (int, error) {
 			return i, nil
 		}
 	}
-	return 0, fmt.Errorf("integration: node vanished")
+	return 0, fmt.Errorf("benchstack: node vanished")
 }
 
 func (s *benchStack) replica(i int) (*crdt.Replica, error) {
 	n := s.c.Node(i)
 	if n == nil {
-		return nil, fmt.Errorf("integration: node %d is stopped", i)
+		return nil, fmt.Errorf("benchstack: node %d is stopped", i)
 	}
 	return n.Replica(benchOrg)
 }
