@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/examnode/examnode/internal/cluster"
+	"github.com/examnode/examnode/internal/clustertest"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -127,4 +128,28 @@ func TestConvergesWhenEveryAnnouncementIsDropped(t *testing.T) {
 		t.Fatal("no announcement was dropped: the knob did nothing")
 	}
 	t.Logf("%d gossipsub announcements dropped on purpose", dropped)
+}
+
+// Each node drops half the gossipsub announcements it receives, at random:
+// the announcements that pass and the direct exchange after each commit
+// still bring every node to serve the same records, with no timer to fall
+// back on.
+func TestConvergesWhenHalfTheAnnouncementsAreDropped(t *testing.T) {
+	opts := clustertest.Options{Options: testTuning(), Org: org, Timeout: time.Minute}
+	opts.GossipDropProbability = 0.5
+	c := clustertest.MakeCluster(t, 3, opts)
+	c.EnsureSame(t, org, clustertest.Exactly(writeOnEvery(t, c.Cluster, "h", 300)))
+	var dropped, received uint64
+	for i := range c.Members() {
+		st, err := c.Client(i).Status(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dropped += st.Replicas[0].Announcements.Dropped
+		received += st.Replicas[0].Announcements.Received
+	}
+	if dropped == 0 || received == 0 {
+		t.Fatalf("%d announcements dropped and %d received: the probability is not applied", dropped, received)
+	}
+	t.Logf("%d gossipsub announcements dropped on purpose, %d received", dropped, received)
 }

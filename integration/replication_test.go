@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/examnode/examnode/internal/cluster"
+	"github.com/examnode/examnode/internal/clustertest"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -23,69 +25,53 @@ func put(t *testing.T, c *cluster.Cluster, i int, key, val string) {
 }
 
 func TestRecordReachesOtherNodes(t *testing.T) {
-	c := makeN(t, 3, testTuning())
-	put(t, c, 1, "/results/exec-1", "score=17")
-	waitSame(t, c, map[string]string{"/results/exec-1": "score=17"}, 20*time.Second)
+	c := clustertest.MakeCluster(t, 3, clustertest.Options{Options: testTuning(), Org: org})
+	put(t, c.Cluster, 1, "/results/exec-1", "score=17")
+	c.EnsureSame(t, org, clustertest.Exactly(map[string]string{"/results/exec-1": "score=17"}))
 }
 
 func TestConcurrentWritersConverge(t *testing.T) {
-	c := makeN(t, 3, testTuning())
+	c := clustertest.MakeCluster(t, 3, clustertest.Options{Options: testTuning(), Org: org})
 	want := map[string]string{}
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
 	for i := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		c.Go(fmt.Sprintf("writer on node %d", i), func(ctx context.Context) error {
 			rep, err := c.Node(i).Replica(org)
 			if err != nil {
-				errs <- err
-				return
+				return err
 			}
 			for k := range 100 {
 				key, val := fmt.Sprintf("/logs/n%d-%03d", i, k), fmt.Sprintf("v%d", k)
-				if err := rep.Put(context.Background(), key, []byte(val)); err != nil {
-					errs <- err
-					return
+				if err := rep.Put(ctx, key, []byte(val)); err != nil {
+					return err
 				}
 				mu.Lock()
 				want[key] = val
 				mu.Unlock()
 			}
-		}()
+			return nil
+		})
 	}
 	// Concurrent writes to one key from every node: all must agree on one
 	// winner, whichever it is.
 	for i := range 3 {
-		put(t, c, i, "/shared/key", fmt.Sprintf("from-%d", i))
+		put(t, c.Cluster, i, "/shared/key", fmt.Sprintf("from-%d", i))
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	c.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
-	err := cluster.WaitFor(context.Background(), 30*time.Second, func() (bool, error) {
-		var first map[string]string
-		for i := range 3 {
-			got, err := cluster.Contents(context.Background(), c.Node(i), org)
-			if err != nil {
-				return false, err
-			}
-			if d := diff(want, withoutKey(got, "/shared/key")); d != "" {
-				return false, fmt.Errorf("node %d: %s", i, d)
-			}
-			if first == nil {
-				first = got
-			} else if got["/shared/key"] != first["/shared/key"] {
-				return false, fmt.Errorf("nodes disagree on /shared/key: %q vs %q", got["/shared/key"], first["/shared/key"])
-			}
+	// Every node serves the same view: every writer's records and one
+	// winner on /shared/key.
+	c.EnsureSame(t, org, func(got map[string]string) error {
+		if d := diff(want, withoutKey(got, "/shared/key")); d != "" {
+			return errors.New(d)
 		}
-		return true, nil
+		if _, ok := got["/shared/key"]; !ok {
+			return errors.New("/shared/key is missing")
+		}
+		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 func withoutKey(m map[string]string, k string) map[string]string {
@@ -136,31 +122,25 @@ func TestRestartKeepsDataAndCatchesUp(t *testing.T) {
 }
 
 func TestPartitionHeals(t *testing.T) {
-	c := makeN(t, 3, testTuning())
+	c := clustertest.MakeCluster(t, 3, clustertest.Options{Options: testTuning(), Org: org})
 	// Cut VM 2 off from both others.
-	c.Partition(2, 0)
-	c.Partition(2, 1)
+	c.Partition([]int{0, 1}, []int{2})
 	want := map[string]string{}
 	for k := range 30 {
 		ka, kb := fmt.Sprintf("/side-a/%02d", k), fmt.Sprintf("/side-b/%02d", k)
-		put(t, c, 1, ka, "a")
-		put(t, c, 2, kb, "b")
+		put(t, c.Cluster, 1, ka, "a")
+		put(t, c.Cluster, 2, kb, "b")
 		want[ka], want[kb] = "a", "b"
 	}
-	got, err := cluster.Contents(context.Background(), c.Node(2), org)
+	got, err := c.Served(context.Background(), 2, org)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, leaked := got["/side-a/00"]; leaked {
 		t.Fatal("partition leaked: node 2 received a record written on the other side")
 	}
-	if err := c.Heal(context.Background(), 2, 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Heal(context.Background(), 2, 1); err != nil {
-		t.Fatal(err)
-	}
-	waitSame(t, c, want, 30*time.Second)
+	c.Heal()
+	c.EnsureSame(t, org, clustertest.Exactly(want))
 }
 
 func TestCentralOpensOrganisationsOfItsPeers(t *testing.T) {
