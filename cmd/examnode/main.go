@@ -2,7 +2,8 @@
 //
 // It only wires: every command is a thin layer over the node package's
 // library (init, run), its local API client (status, peers, sync, put,
-// get, ls, rm), the integration package's demo, or the bench package.
+// get, ls, rm), the demo (internal/demo), or the bench package with
+// examnode's stack (internal/benchstack, internal/scale).
 package main
 
 import (
