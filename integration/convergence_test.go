@@ -15,7 +15,7 @@ import (
 
 // writeConcurrently puts n records on node i from 32 writers, one record
 // per call, and returns them.
-func writeConcurrently(t *testing.T, c *cluster.Cluster, i int, prefix string, n int) map[string]string {
+func writeConcurrently(t *testing.T, c nodes, i int, prefix string, n int) map[string]string {
 	t.Helper()
 	rep, err := c.Node(i).Replica(org)
 	if err != nil {
@@ -87,7 +87,7 @@ func TestTenThousandRecordsConvergeWithoutTimers(t *testing.T) {
 
 // writeOnEvery writes n records on every node of c at once and returns
 // all of them.
-func writeOnEvery(t *testing.T, c *cluster.Cluster, prefix string, n int) map[string]string {
+func writeOnEvery(t *testing.T, c nodes, prefix string, n int) map[string]string {
 	t.Helper()
 	var wg sync.WaitGroup
 	parts := make([]map[string]string, len(c.Members()))
@@ -138,7 +138,7 @@ func TestConvergesWhenHalfTheAnnouncementsAreDropped(t *testing.T) {
 	opts := clustertest.Options{Options: testTuning(), Org: org, Timeout: time.Minute}
 	opts.GossipDropProbability = 0.5
 	c := clustertest.MakeCluster(t, 3, opts)
-	c.EnsureSame(t, org, clustertest.Exactly(writeOnEvery(t, c.Cluster, "h", 300)))
+	c.EnsureSame(t, org, clustertest.Exactly(writeOnEvery(t, c, "h", 300)))
 	var dropped, received uint64
 	for i := range c.Members() {
 		st, err := c.Client(i).Status(context.Background())

@@ -1,3 +1,7 @@
+// Package integration is the multi-node tests of examnode: real nodes on
+// real libp2p (127.0.0.1) and badger, each test the proof of a capability.
+// It holds test files only: the cluster they run on is internal/cluster,
+// made for a test by internal/clustertest (MakeCluster, EnsureSame).
 package integration
 
 import (
@@ -9,8 +13,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/examnode/examnode/internal/cluster"
+	"github.com/examnode/examnode/internal/clustertest"
 	"github.com/examnode/examnode/node"
-	"github.com/examnode/examnode/schema"
 )
 
 func TestMain(m *testing.M) {
@@ -41,32 +45,32 @@ func testTuning() cluster.Options {
 	}}
 }
 
-// makeN starts a central node and n-1 VMs of one organisation, all
-// connected, and closes them when the test ends.
-func makeN(t *testing.T, n int, opts cluster.Options) *cluster.Cluster {
-	t.Helper()
-	c := cluster.NewCluster(t.TempDir(), opts)
-	t.Cleanup(func() {
-		if err := c.Close(); err != nil {
-			t.Errorf("close cluster: %v", err)
-		}
-	})
-	ctx := context.Background()
-	for i := range n {
-		spec := cluster.Spec{Role: schema.RoleVM, Orgs: []string{org}}
-		if i == 0 {
-			spec.Role = schema.RoleCentral
-		}
-		if _, err := c.Add(ctx, spec); err != nil {
-			t.Fatalf("start node %d: %v", i, err)
-		}
-	}
-	waitConnected(t, c)
-	return c
+// nodes is a cluster, made by makeN or not.
+type nodes interface {
+	Node(i int) *node.Node
+	Members() []*cluster.Member
 }
 
-// waitConnected waits until every running node has exchanged heads with
-// every other running node of the organisation.
+// makeN starts a central node and n-1 VMs of one organisation, all
+// connected (see clustertest.MakeCluster: each node logs through t.Log),
+// and closes them when the test ends.
+func makeN(t *testing.T, n int, opts cluster.Options) *clustertest.Cluster {
+	t.Helper()
+	return clustertest.MakeCluster(t, n, clustertest.Options{Options: opts, Org: org})
+}
+
+// waitSame waits until every running node serves exactly want of org
+// through its API.
+func waitSame(t *testing.T, c *clustertest.Cluster, want map[string]string, timeout time.Duration) {
+	t.Helper()
+	c.EnsureSameWithin(t, org, timeout, clustertest.Exactly(want))
+}
+
+func diff(want, got map[string]string) string { return clustertest.Diff(want, got) }
+
+// waitConnected waits until every running node of a cluster not made by
+// makeN has exchanged heads with every other running node of the
+// organisation.
 func waitConnected(t *testing.T, c *cluster.Cluster) {
 	t.Helper()
 	err := cluster.WaitFor(context.Background(), 20*time.Second, func() (bool, error) {
@@ -90,49 +94,4 @@ func waitConnected(t *testing.T, c *cluster.Cluster) {
 	if err != nil {
 		t.Fatalf("cluster did not connect: %v", err)
 	}
-}
-
-// waitSame waits until every running node holds exactly want.
-func waitSame(t *testing.T, c *cluster.Cluster, want map[string]string, timeout time.Duration) {
-	t.Helper()
-	ctx := context.Background()
-	err := cluster.WaitFor(ctx, timeout, func() (bool, error) {
-		for _, m := range c.Members() {
-			if m.Node == nil {
-				continue
-			}
-			got, err := cluster.Contents(ctx, m.Node, org)
-			if err != nil {
-				return false, err
-			}
-			if d := diff(want, got); d != "" {
-				return false, fmt.Errorf("%s: %s", m.Spec.Name, d)
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatalf("nodes did not converge: %v", err)
-	}
-}
-
-func diff(want, got map[string]string) string {
-	missing, wrong := 0, 0
-	var example string
-	for k, v := range want {
-		g, ok := got[k]
-		switch {
-		case !ok:
-			missing++
-			example = k
-		case g != v:
-			wrong++
-			example = k
-		}
-	}
-	extra := len(got) - (len(want) - missing)
-	if missing == 0 && wrong == 0 && extra == 0 {
-		return ""
-	}
-	return fmt.Sprintf("%d missing, %d differ, %d extra (e.g. %s)", missing, wrong, extra, example)
 }

@@ -106,7 +106,7 @@ func TestHistoryAndMetricsAcrossACluster(t *testing.T) {
 	}
 
 	// Cut vm1 from vm2: each sees the other disconnected, central still in sync.
-	c.Partition(1, 2)
+	c.Cluster.Partition(1, 2)
 	waitState(t, vm2, vm1.ID().String(), node.StateDisconnected)
 	waitState(t, vm2, central.ID().String(), node.StateInSync)
 	h, err = apiClient(vm2).History(ctx, "", vm1.ID().String())

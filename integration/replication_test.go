@@ -13,7 +13,7 @@ import (
 	"github.com/examnode/examnode/schema"
 )
 
-func put(t *testing.T, c *cluster.Cluster, i int, key, val string) {
+func put(t *testing.T, c nodes, i int, key, val string) {
 	t.Helper()
 	rep, err := c.Node(i).Replica(org)
 	if err != nil {
@@ -26,7 +26,7 @@ func put(t *testing.T, c *cluster.Cluster, i int, key, val string) {
 
 func TestRecordReachesOtherNodes(t *testing.T) {
 	c := clustertest.MakeCluster(t, 3, clustertest.Options{Options: testTuning(), Org: org})
-	put(t, c.Cluster, 1, "/results/exec-1", "score=17")
+	put(t, c, 1, "/results/exec-1", "score=17")
 	c.EnsureSame(t, org, clustertest.Exactly(map[string]string{"/results/exec-1": "score=17"}))
 }
 
@@ -55,7 +55,7 @@ func TestConcurrentWritersConverge(t *testing.T) {
 	// Concurrent writes to one key from every node: all must agree on one
 	// winner, whichever it is.
 	for i := range 3 {
-		put(t, c.Cluster, i, "/shared/key", fmt.Sprintf("from-%d", i))
+		put(t, c, i, "/shared/key", fmt.Sprintf("from-%d", i))
 	}
 	c.Wait()
 	if t.Failed() {
@@ -128,8 +128,8 @@ func TestPartitionHeals(t *testing.T) {
 	want := map[string]string{}
 	for k := range 30 {
 		ka, kb := fmt.Sprintf("/side-a/%02d", k), fmt.Sprintf("/side-b/%02d", k)
-		put(t, c.Cluster, 1, ka, "a")
-		put(t, c.Cluster, 2, kb, "b")
+		put(t, c, 1, ka, "a")
+		put(t, c, 2, kb, "b")
 		want[ka], want[kb] = "a", "b"
 	}
 	got, err := c.Served(context.Background(), 2, org)

@@ -42,7 +42,7 @@ func TestStatusPageInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitState(t, vm1, vm2.ID().String(), node.StateInSync)
-	c.Partition(1, 2)
+	c.Cluster.Partition(1, 2)
 	waitState(t, vm1, vm2.ID().String(), node.StateDisconnected)
 	if _, err := apiClient(vm1).Put(ctx, org, "/results/r2", []byte("v")); err != nil {
 		t.Fatal(err)
@@ -125,8 +125,8 @@ func TestStatusPageInChromium(t *testing.T) {
 	screenshot("status-page.png")
 
 	// Central and the archive cut off as well: the verdict says so.
-	c.Partition(0, 1)
-	c.Partition(3, 1)
+	c.Cluster.Partition(0, 1)
+	c.Cluster.Partition(3, 1)
 	err = cluster.WaitFor(ctx, 2*time.Minute, func() (bool, error) {
 		var err error
 		if dom, err = browser("--dump-dom"); err != nil {

@@ -292,7 +292,8 @@ func (c *Cluster) Served(ctx context.Context, i int, org string) (map[string]str
 	if cl.Addr == "" {
 		return nil, fmt.Errorf("node %d has no API", i)
 	}
-	const page = 1000
+	// Large pages: each page is a query from the start of the view.
+	const page = 50_000
 	out := map[string]string{}
 	for off := 0; ; off += page {
 		es, err := cl.List(ctx, org, "/", true, off, page)
@@ -317,12 +318,19 @@ func (c *Cluster) Served(ctx context.Context, i int, org string) (map[string]str
 
 // EnsureSame polls until every running node serves the same view of org
 // through its API (see Served) and that view passes every cond, then
-// returns it; else it fails the test with the last difference. It calls
-// t.Fatalf: call it from the test's goroutine.
+// returns it; else, after the cluster's Timeout, it fails the test with
+// the last difference. It calls t.Fatalf: call it from the test's
+// goroutine.
 func (c *Cluster) EnsureSame(t testing.TB, org string, conds ...func(served map[string]string) error) map[string]string {
 	t.Helper()
+	return c.EnsureSameWithin(t, org, c.timeout, conds...)
+}
+
+// EnsureSameWithin is EnsureSame with its own timeout.
+func (c *Cluster) EnsureSameWithin(t testing.TB, org string, timeout time.Duration, conds ...func(served map[string]string) error) map[string]string {
+	t.Helper()
 	var same map[string]string
-	err := cluster.WaitFor(c.ctx, c.timeout, func() (bool, error) {
+	err := poll(c.ctx, timeout, func() error {
 		same = nil
 		var first string
 		for i, m := range c.Members() {
@@ -331,27 +339,50 @@ func (c *Cluster) EnsureSame(t testing.TB, org string, conds ...func(served map[
 			}
 			got, err := c.Served(c.ctx, i, org)
 			if err != nil {
-				return false, fmt.Errorf("%s: %w", m.Spec.Name, err)
+				return fmt.Errorf("%s: %w", m.Spec.Name, err)
 			}
 			if same == nil {
 				same, first = got, m.Spec.Name
 				continue
 			}
 			if d := Diff(same, got); d != "" {
-				return false, fmt.Errorf("%s serves, against %s: %s", m.Spec.Name, first, d)
+				return fmt.Errorf("%s serves, against %s: %s", m.Spec.Name, first, d)
 			}
 		}
 		for _, cond := range conds {
 			if err := cond(same); err != nil {
-				return false, err
+				return err
 			}
 		}
-		return true, nil
+		return nil
 	})
 	if err != nil {
 		t.Fatalf("nodes do not serve the same %s: %v", org, err)
 	}
 	return same
+}
+
+// poll runs check until it returns nil or timeout passes, and then
+// returns the last error. Between checks it waits 20 ms, or as long as
+// the last check took if longer: reading every node's view of a large
+// organisation through the API must not starve the nodes it waits on.
+func poll(ctx context.Context, timeout time.Duration, check func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		start := time.Now()
+		err := check()
+		if err == nil {
+			return nil
+		}
+		t := time.NewTimer(max(20*time.Millisecond, time.Since(start)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
 }
 
 // Exactly is an EnsureSame condition: the view is want.
