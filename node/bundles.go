@@ -426,7 +426,7 @@ func (n *Node) writeOwn(ctx context.Context, rep *crdt.Replica, id string, body 
 		return err
 	}
 	key := rec.Key()
-	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, rep.Org(), key))
+	unlock := n.lockRecord(rep.Org(), key)
 	defer unlock()
 	prev, err := getRecord(ctx, rep, key)
 	if err != nil && !errors.Is(err, crdt.ErrNotFound) {
@@ -705,7 +705,7 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 		return err
 	}
 	// No attachment may arrive between reading them and sealing.
-	unlock := attachmentLock(n, org, exec.ID)
+	unlock := n.lockAttachments(org, exec.ID)
 	defer unlock()
 	attached, err := n.attachments(ctx, org, exec.ID, true)
 	if err != nil {

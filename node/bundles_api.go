@@ -202,7 +202,7 @@ func (n *Node) BundleArchive(ctx context.Context, org, id string) ([]byte, error
 	if onDemand {
 		// One export at a time per bundle: another would delete the copy
 		// this one reads.
-		unlock := recordLocks.lock(fmt.Sprintf("%p/export/%s", n, root))
+		unlock := n.lockExport(root.String())
 		defer unlock()
 	}
 	if _, err := n.payloadBlocks(ctx, root); err != nil {

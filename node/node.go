@@ -100,6 +100,11 @@ type Node struct {
 	// exchange of every organisation's DAG service (orgDAG).
 	bswap *bitswap.Bitswap
 
+	// locks serialise local work on one key: a record's
+	// read-check-write, an execution's resumption or attachments, a
+	// bundle's export (keylock.go).
+	locks keyLocks
+
 	mu      sync.Mutex
 	orgs    map[string]*orgReplica
 	started time.Time
