@@ -433,7 +433,7 @@ func (r *Replica) GetRaw(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	v, err := r.crdt.Get(ctx, ds.NewKey(key))
-	if err == ds.ErrNotFound {
+	if errors.Is(err, ds.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, key, r.org)
 	}
 	return v, err

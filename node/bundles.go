@@ -801,7 +801,7 @@ func (n *Node) payloadBlocks(ctx context.Context, root cid.Cid) ([]cid.Cid, erro
 		}
 		nd, err := merkledag.DecodeProtobuf(blk.RawData())
 		if err != nil {
-			return fmt.Errorf("block %s: %v", c, err)
+			return fmt.Errorf("block %s: %w", c, err)
 		}
 		for _, l := range nd.Links() {
 			if err := walk(l.Cid); err != nil {

@@ -228,7 +228,7 @@ func (c *Config) checkAPIAddr() error {
 	}
 	host, _, err := net.SplitHostPort(c.API)
 	if err != nil {
-		return fmt.Errorf("%w: api %q: %v; give host:port, e.g. %q", ErrConfig, c.API, err, DefaultAPIAddr)
+		return fmt.Errorf("%w: api %q: %w; give host:port, e.g. %q", ErrConfig, c.API, err, DefaultAPIAddr)
 	}
 	if host == "localhost" {
 		return nil
@@ -326,10 +326,10 @@ func LoadConfig(dir string) (Config, error) {
 func DecodeConfig(b []byte, name string) (Config, error) {
 	var c Config
 	if err := checkDuplicateKeys(b); err != nil {
-		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
+		return c, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
+		return c, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
 	return c, c.Validate()
 }
