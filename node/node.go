@@ -88,6 +88,9 @@ type Node struct {
 	now   func() time.Time
 	key   crypto.PrivKey
 	token string
+	// trust is what the node trusts: the configured authority key,
+	// parsed once by New (nil: the node runs open).
+	trust *policy.Trust
 	store *crdt.Store
 
 	mesh *mesh.Mesh
@@ -147,6 +150,12 @@ func New(dir string, cfg Config, deps Deps) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// The authority key is parsed here, once; everything after reads
+	// n.trust.
+	trust, err := cfg.Trust()
+	if err != nil {
+		return nil, err
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -178,7 +187,7 @@ func New(dir string, cfg Config, deps Deps) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
 		cfg: cfg, dir: dir, deps: deps, log: deps.Logger, now: deps.Now,
-		key: key, token: token, store: store, orgs: map[string]*orgReplica{},
+		key: key, token: token, trust: trust, store: store, orgs: map[string]*orgReplica{},
 		ctx: ctx, cancel: cancel,
 	}, nil
 }
@@ -209,11 +218,8 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		mopts.PrivateNetworkKey = psk
 	}
-	trust, err := n.cfg.Trust()
-	if err != nil {
-		return err
-	}
-	own, err := n.cfg.CheckMembership(n.ID(), n.now())
+	trust := n.trust
+	own, err := n.cfg.checkMembership(trust, n.ID(), n.now())
 	if err != nil {
 		return err
 	}
