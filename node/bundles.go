@@ -226,16 +226,17 @@ func (b *bundler) round() {
 	}
 }
 
-// orgView is one round's snapshot of an organisation's bundle records.
-type orgView struct {
+// bundleSnapshot is one round's snapshot of an organisation's bundle
+// records (not a "view": that word is the crdt package's verified view).
+type bundleSnapshot struct {
 	metas     []schema.Record
 	holders   map[string][]schema.Custody
 	receipts  map[string][]schema.BundleReceipt
 	deletions map[string]schema.RetentionRecord
 }
 
-func (b *bundler) view(ctx context.Context, rep *crdt.Replica) (orgView, error) {
-	v := orgView{holders: map[string][]schema.Custody{}, receipts: map[string][]schema.BundleReceipt{}, deletions: map[string]schema.RetentionRecord{}}
+func (b *bundler) snapshot(ctx context.Context, rep *crdt.Replica) (bundleSnapshot, error) {
+	v := bundleSnapshot{holders: map[string][]schema.Custody{}, receipts: map[string][]schema.BundleReceipt{}, deletions: map[string]schema.RetentionRecord{}}
 	var err error
 	if v.metas, err = listRecords(ctx, rep, schema.KindBundles); err != nil {
 		return v, err
@@ -281,7 +282,7 @@ func (b *bundler) roundOrg(org string, rep *crdt.Replica) error {
 			return err
 		}
 	}
-	v, err := b.view(ctx, rep)
+	v, err := b.snapshot(ctx, rep)
 	if err != nil {
 		return err
 	}
@@ -318,7 +319,7 @@ func (b *bundler) roundOrg(org string, rep *crdt.Replica) error {
 const bundleWorkers = 4
 
 // handle does this node's part for one bundle.
-func (b *bundler) handle(ctx context.Context, org string, rep *crdt.Replica, id string, meta schema.BundleMeta, v orgView) error {
+func (b *bundler) handle(ctx context.Context, org string, rep *crdt.Replica, id string, meta schema.BundleMeta, v bundleSnapshot) error {
 	cfg := b.n.cfg
 	st, err := b.state(ctx, org, id)
 	if err != nil {

@@ -130,7 +130,7 @@ func (n *Node) Bundles(ctx context.Context, org string) ([]BundleStatus, error) 
 		if err != nil {
 			continue
 		}
-		v, err := b.view(ctx, rep)
+		v, err := b.snapshot(ctx, rep)
 		if err != nil {
 			return nil, err
 		}
