@@ -6,12 +6,14 @@
 //
 // # Lifecycle
 //
-// New validates the configuration and opens the data directory (identity,
-// token, store). Start brings up the mesh, the DAG service, the replicas
-// and the API. Close undoes Start and New in reverse order and collects
-// every error:
+// New validates the configuration, parses the authority key (once) and
+// opens the data directory (identity, token, store). Start brings up the
+// change feed, the mesh, the DAG service, the replicas, the observer, the
+// bundle worker, the heads watcher and the API. Close undoes Start and New
+// in reverse order and collects every error:
 //
-//  1. the API stops taking requests, then the observer's sampler stops;
+//  1. the API stops taking requests, then the bundle worker, the
+//     observer's sampler and the heads watcher stop;
 //  2. every organisation's topic closes, so go-ds-crdt's broadcaster
 //     reader returns (a replica's Close waits for it);
 //  3. every replica closes, committing writes already queued; then the
@@ -21,6 +23,8 @@
 //  5. the badger database closes last.
 //
 // Close is safe to call twice, and after a failed Start.
+//
+// docs/ARCHITECTURE.md walks through the write, receive and read paths.
 package node
 
 import (
