@@ -771,7 +771,7 @@ func (b *bundler) fetchPayload(ctx context.Context, org string, root cid.Cid) er
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.fetchTimeout())
 	defer cancel()
 	if err := merkledag.FetchGraph(ctx, root, b.n.orgDAG(org)); err != nil {
-		return fmt.Errorf("%w: %v", errNotAvailable, err)
+		return fmt.Errorf("%w: %w", errNotAvailable, err)
 	}
 	return b.n.store.Sync(ctx)
 }
@@ -790,7 +790,7 @@ func (n *Node) payloadBlocks(ctx context.Context, root cid.Cid) ([]cid.Cid, erro
 		seen[c] = true
 		blk, err := bs.Get(ctx, c)
 		if err != nil {
-			return fmt.Errorf("%w: block %s: %v", ErrPayloadGone, c, err)
+			return fmt.Errorf("%w: block %s: %w", ErrPayloadGone, c, err)
 		}
 		sum, err := c.Prefix().Sum(blk.RawData())
 		if err != nil || !sum.Equals(c) {

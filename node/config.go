@@ -467,7 +467,7 @@ func ReadToken(dir string) (string, error) {
 	}
 	tok := strings.TrimSpace(string(b))
 	if err := checkToken(tok); err != nil {
-		return "", fmt.Errorf("%w in %s: %v; delete the file and run `examnode run` (or `examnode init`) again to generate a new one, then give the new token to the exam platform", ErrWeakToken, p, err)
+		return "", fmt.Errorf("%w in %s: %w; delete the file and run `examnode run` (or `examnode init`) again to generate a new one, then give the new token to the exam platform", ErrWeakToken, p, err)
 	}
 	return tok, nil
 }
