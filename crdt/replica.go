@@ -14,9 +14,10 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	gocrdt "github.com/ipfs/go-ds-crdt"
-	"github.com/ipfs/go-ds-crdt/pb"
 	ipld "github.com/ipfs/go-ipld-format"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/examnode/examnode/internal/heads"
+	"github.com/examnode/examnode/schema"
 )
 
 // Broadcaster sends and receives head announcements for one organisation.
@@ -433,7 +434,7 @@ func (r *Replica) GetRaw(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	v, err := r.crdt.Get(ctx, ds.NewKey(key))
-	if err == ds.ErrNotFound {
+	if errors.Is(err, ds.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, key, r.org)
 	}
 	return v, err
@@ -620,30 +621,17 @@ func (r *Replica) HeadsAnnouncement(ctx context.Context) ([]byte, error) {
 	return EncodeHeads(r.Heads(ctx))
 }
 
-// EncodeHeads encodes heads in go-ds-crdt's broadcast format.
-func EncodeHeads(heads []cid.Cid) ([]byte, error) {
-	msg := &pb.CRDTBroadcast{}
-	for _, h := range heads {
-		msg.Heads = append(msg.Heads, &pb.Head{Cid: h.Bytes()})
-	}
-	return proto.Marshal(msg)
-}
+// EncodeHeads encodes heads in go-ds-crdt's broadcast format (the one
+// codec is internal/heads, which the mesh uses too).
+func EncodeHeads(hs []cid.Cid) ([]byte, error) { return heads.Encode(hs) }
 
 // DecodeHeads decodes a go-ds-crdt broadcast into its heads.
 func DecodeHeads(data []byte) ([]cid.Cid, error) {
-	msg := &pb.CRDTBroadcast{}
-	if err := proto.Unmarshal(data, msg); err != nil {
-		return nil, fmt.Errorf("crdt: bad heads announcement: %w", err)
+	hs, err := heads.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("crdt: %w", err)
 	}
-	out := make([]cid.Cid, 0, len(msg.Heads))
-	for _, h := range msg.Heads {
-		c, err := cid.Cast(h.Cid)
-		if err != nil {
-			return nil, fmt.Errorf("crdt: bad head in announcement: %w", err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return hs, nil
 }
 
 // Close stops accepting writes, answers the queued ones, and closes the
@@ -661,11 +649,13 @@ func (r *Replica) Close() error {
 	return r.closeErr
 }
 
-// ValidateOrg checks an organisation ID: 1 to 64 characters of letters,
-// digits, '.', '_' and '-', and not "." or "..".
+// ValidateOrg checks an organisation ID with the one rule of organisation
+// IDs, schema.ValidateOrgID (1 to 64 characters of letters, digits, '.',
+// '_' and '-', and not "." or ".."); the error wraps ErrBadOrg and the
+// schema's *ValidationError.
 func ValidateOrg(org string) error {
-	if org == "" || len(org) > 64 || org == "." || org == ".." || !validChars(org) {
-		return fmt.Errorf("%w %q: use 1 to 64 letters, digits, '.', '_' or '-'", ErrBadOrg, org)
+	if err := schema.ValidateOrgID(org); err != nil {
+		return fmt.Errorf("%w %q: %w", ErrBadOrg, org, err)
 	}
 	return nil
 }

@@ -25,7 +25,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/examnode/examnode/bundle"
 	"github.com/examnode/examnode/crdt"
@@ -115,42 +114,6 @@ var filters = map[schema.Kind][]string{
 }
 
 var allFilters = []string{"test_taker", "delivery", "state", "execution"}
-
-// keyLocks serialises the read-check-write of one key, so that two
-// concurrent writes to an append-only record cannot both pass CheckWrite.
-// (Writes arriving from other peers are the CRDT's to merge; keys are laid
-// out so that concurrent writers rarely share one.)
-type keyLocks struct {
-	mu    sync.Mutex
-	locks map[string]*keyLock
-}
-
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-var recordLocks = keyLocks{locks: map[string]*keyLock{}}
-
-func (k *keyLocks) lock(key string) func() {
-	k.mu.Lock()
-	l := k.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}
 
 // recordTarget resolves {org}, {kind} and, if withID, {id...}.
 func (n *Node) recordTarget(r *http.Request, withID bool) (*crdt.Replica, schema.Kind, string, error) {
@@ -250,7 +213,7 @@ func (n *Node) putRecord(r *http.Request) (RecordResult, error) {
 // a sealed result "identical" compares the plaintext, opened here.
 func (n *Node) writeChecked(ctx context.Context, rep *crdt.Replica, rec schema.Record, enc []byte) (schema.Outcome, error) {
 	key := rec.Key()
-	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, rep.Org(), key))
+	unlock := n.lockRecord(rep.Org(), key)
 	defer unlock()
 	prev, err := getRecord(ctx, rep, key)
 	if err != nil && !errors.Is(err, crdt.ErrNotFound) {
@@ -383,7 +346,7 @@ func (n *Node) handleRecordDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := schema.Key(kind, id)
-	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, rep.Org(), key))
+	unlock := n.lockRecord(rep.Org(), key)
 	defer unlock()
 	prev, err := getRecord(r.Context(), rep, key)
 	if err != nil {
