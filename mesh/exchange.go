@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/examnode/examnode/policy"
 )
@@ -98,6 +99,15 @@ type peerState struct {
 	// organisations unknown until the periodic exchange or a reconnect.
 	retryAt   time.Time
 	retryWait time.Duration
+
+	// A peer found on the LAN (mDNS) that completed a hello is remembered
+	// with the addresses mDNS gave: while it is disconnected it is
+	// redialled like a configured peer, with a backoff of at most
+	// lanRedialMax, however long the two were apart. mDNS reports a peer
+	// once, and its peerstore addresses expire; without this, VMs whose
+	// LAN was cut never found each other again while central was away.
+	remembered bool
+	lanAddrs   []ma.Multiaddr
 }
 
 func (s *peerState) carries(org string) bool { return slices.Contains(s.orgs, org) }
@@ -764,6 +774,9 @@ func (m *Mesh) notePeer(p peer.ID, h hello, member *policy.Membership, initiated
 		}
 	}
 	s.orgs = orgs
+	if s.lan && slices.ContainsFunc(orgs, func(org string) bool { return m.topics[org] != nil }) {
+		s.remembered = true // redialled while apart (dialLANDueLocked)
+	}
 	s.version = h.Version
 	s.schema = h.Schema
 	s.lastSeen = m.now()
@@ -842,6 +855,7 @@ func (m *Mesh) dialDue() {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.dialLANDueLocked(now)
 	for _, ai := range m.peers {
 		s := m.book[ai.ID]
 		if s.connected || s.dialing || now.Before(s.nextDial) {
