@@ -209,12 +209,12 @@ func BenchmarkViewRebuild(b *testing.B) {
 func BenchmarkDecideOneRecord(b *testing.B) {
 	w := newTrustWorld(b)
 	v := w.central.sign(b, delivery(b, "Maths"), 0)
-	l := lookups{org: testOrg, trust: w.trust, now: tw0.Add(time.Hour), members: w.members,
-		execution: func(string) (*schema.Record, bool) { return nil, false }}
-	elems := []element{{Block: "a", Priority: 1, Value: v}}
+	l := policy.Lookups{Org: testOrg, Trust: w.trust, Now: tw0.Add(time.Hour), Members: w.members,
+		Execution: func(string) (*schema.Record, bool) { return nil, false }}
+	elems := []policy.Element{{Block: "a", Priority: 1, Value: v}}
 	b.ResetTimer()
 	for range b.N {
-		if d := decide("/deliveries/d1", elems, l); d.Value == nil {
+		if d := policy.Decide("/deliveries/d1", elems, l); d.Value == nil {
 			b.Fatal("refused")
 		}
 	}
