@@ -21,11 +21,13 @@ package crdt
 //     would never be seen.)
 //   - Verification. One goroutine per replica (owned by it, stopped by
 //     Close) indexes the queued elements and decides every key they touch
-//     with decide (decide.go): signature, membership, revocation, replay
-//     and the write rules of policy.MayWrite. The view's value of a key is
-//     the best valid element, chosen as go-ds-crdt chooses among all of
-//     them, so nodes holding the same deltas show the same view; a forged
-//     value that wins in go-ds-crdt's order changes nothing the API serves.
+//     with policy.Decide (policy/element.go), the one rule engine, which
+//     senders run too (Replica.Check): signature, membership, revocation,
+//     replay, the write rules of policy.MayWrite and the record rules.
+//     The view's value of a key is the best valid element, chosen as
+//     go-ds-crdt chooses among all of them, so nodes holding the same
+//     deltas show the same view; a forged value that wins in go-ds-crdt's
+//     order changes nothing the API serves.
 //   - Refused elements are kept aside, with their reason, locally (never
 //     replicated), and counted per reason (Stats.Refused). An element whose
 //     writer's membership or whose execution has not arrived yet is parked
@@ -45,7 +47,7 @@ package crdt
 // ignores them (a modified member could otherwise erase exam evidence or
 // central data). A gated node deletes by writing, in the same delta as the
 // tombstones, a signed deletion at DeletionKey(key); the view honours
-// that (decide.go).
+// that (policy.Decide).
 //
 // Layout, under /view/<org> (one value per key and list, so deciding a key
 // costs point lookups, and one round of decisions one badger batch):
