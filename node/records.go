@@ -241,11 +241,13 @@ func (n *Node) putRecord(r *http.Request) (RecordResult, error) {
 }
 
 // writeChecked stores rec (enc is its encoding) in rep after the checks
-// every local write passes: the schema's rules against the version stored
-// (append-only kinds, versions), the organisation's rules (eligibility,
-// finished executions), and on a gated node policy, with the record signed
-// (trust.go). A result is sealed to its recipients before it is signed
-// (results.go). Writes to one key are serialised. A write identical to the
+// every local write passes: schema.CheckWrite against the version the API
+// serves (which also tells a no-op), the writer's own eligibility rule
+// (checkEligible), and then the rules receivers run: on a gated node
+// checkSend decides the record signed, as it will be sent, with the
+// receivers' engine (policy.Decide); on an open node, which no receiver
+// checks, the record's own rules (checkRecordRules). A result is sealed
+// to its recipients before it is signed (results.go). Writes to one key are serialised. A write identical to the
 // stored record changes nothing and returns OutcomeNoOp once the record is
 // durable here (it may have arrived by replication, not yet fsynced); for
 // a sealed result "identical" compares the plaintext, opened here.
