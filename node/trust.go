@@ -85,9 +85,13 @@ func (n *Node) writeOwnMembership(ctx context.Context, rep *crdt.Replica) error 
 		return err
 	}
 	if err := rep.Check(ctx, key, n.own.Encode()); err != nil {
+		var v *policy.Verdict
+		if !errors.As(err, &v) {
+			return err
+		}
 		// Receivers would refuse it (a membership that does not cover
 		// the organisation): nothing to send.
-		n.log.Warn("this node's membership is not written into an organisation it does not cover", "org", rep.Org(), "err", err)
+		n.log.Warn("this node's membership is not written into an organisation: receivers would refuse it", "org", rep.Org(), "reason", v.Reason, "err", err)
 		return nil
 	}
 	if err := rep.Put(ctx, key, n.own.Encode()); err != nil {
