@@ -411,6 +411,27 @@ func (r *Replica) commit(group []*writeReq) error {
 // Verified reports whether the replica keeps a verified view.
 func (r *Replica) Verified() bool { return r.view != nil }
 
+// Check is the sender's side of the rules: it decides key as every
+// receiver's verified view will once value (signed, as it will be sent)
+// arrives in a new delta from this node, beside the elements merged at
+// key here, with this view's memberships, revocations and records
+// (policy.Decide, the function receivers run). It returns nil if
+// receivers would accept value, else the verdict (an error) by which they
+// would refuse or park it. An open replica (no view) checks nothing.
+func (r *Replica) Check(ctx context.Context, key string, value []byte) error {
+	if r.view == nil {
+		return nil
+	}
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	v, err := r.view.check(ctx, key, value)
+	if err != nil || v == nil {
+		return err
+	}
+	return v
+}
+
 // Get returns the value of key, or ErrNotFound. A verified replica
 // answers from its view: the best value policy accepts.
 func (r *Replica) Get(ctx context.Context, key string) ([]byte, error) {

@@ -440,13 +440,13 @@ func (n *Node) writeOwn(ctx context.Context, rep *crdt.Replica, id string, body 
 	if outcome == schema.OutcomeNoOp {
 		return nil
 	}
-	// On a gated node the record is checked and signed like one written
-	// through the API, so that receivers' verified views accept it.
-	if err := n.mayWriteOwn(ctx, rep, rec); err != nil {
-		return err
-	}
+	// On a gated node the record is signed and checked like one written
+	// through the API, with the rules receivers run.
 	stored, err := n.signRecord(ctx, enc)
 	if err != nil {
+		return err
+	}
+	if err := n.checkSend(ctx, rep, key, stored); err != nil {
 		return err
 	}
 	return rep.Put(ctx, key, stored)

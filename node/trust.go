@@ -84,6 +84,16 @@ func (n *Node) writeOwnMembership(ctx context.Context, rep *crdt.Replica) error 
 	if ok, err := rep.Has(ctx, key); err != nil || ok {
 		return err
 	}
+	if err := rep.Check(ctx, key, n.own.Encode()); err != nil {
+		var v *policy.Verdict
+		if !errors.As(err, &v) {
+			return err
+		}
+		// Receivers would refuse it (a membership that does not cover
+		// the organisation): nothing to send.
+		n.log.Warn("this node's membership is not written into an organisation: receivers would refuse it", "org", rep.Org(), "reason", v.Reason, "err", err)
+		return nil
+	}
 	if err := rep.Put(ctx, key, n.own.Encode()); err != nil {
 		return fmt.Errorf("node: write this node's membership into %s: %w", rep.Org(), err)
 	}
@@ -142,27 +152,6 @@ func decodeStored(rep *crdt.Replica, v []byte) (schema.Record, error) {
 	return schema.Decode(v)
 }
 
-// mayWriteOwn applies, before signing, the rule every receiver applies:
-// the node's own membership may write rec (a VM only for executions it
-// runs, …).
-func (n *Node) mayWriteOwn(ctx context.Context, rep *crdt.Replica, rec schema.Record) error {
-	if !n.gated() {
-		return nil
-	}
-	wc := policy.WriteContext{Writer: *n.own, Org: rec.Org, Key: rec.Key(), Record: rec}
-	if id, ok := policy.ExecutionOf(rec); ok && rec.Kind != schema.KindExecutions {
-		x, err := getRecord(ctx, rep, schema.Key(schema.KindExecutions, id))
-		if err != nil && !errors.Is(err, crdt.ErrNotFound) {
-			return err
-		}
-		wc.Execution = x
-	}
-	if err := policy.MayWrite(wc); err != nil {
-		return fmt.Errorf("%w: %w", schema.ErrRoleMayNotWrite, err)
-	}
-	return nil
-}
-
 // Revoke stores a revocation the authority signed in every organisation
 // this node holds, so that it replicates to every member; this node's
 // mesh honours it at once.
@@ -181,6 +170,9 @@ func (n *Node) Revoke(ctx context.Context, r policy.Revocation) error {
 	var errs []error
 	for _, org := range n.Orgs() {
 		rep, err := n.Replica(org)
+		if err == nil {
+			err = n.checkSend(ctx, rep, crdt.RevocationKey(r), r.Encode())
+		}
 		if err == nil {
 			err = rep.Put(ctx, crdt.RevocationKey(r), r.Encode())
 		}
@@ -281,6 +273,9 @@ func (n *Node) deleteRecord(ctx context.Context, rep *crdt.Replica, key string, 
 	}
 	sealed, err := n.signRecord(ctx, enc)
 	if err != nil {
+		return err
+	}
+	if err := n.checkSend(ctx, rep, crdt.DeletionKey(key), sealed); err != nil {
 		return err
 	}
 	return rep.Apply(ctx, []crdt.Op{{Key: key, Delete: true}, {Key: crdt.DeletionKey(key), Value: sealed}})
