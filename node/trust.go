@@ -61,9 +61,9 @@ func (n *Node) gated() bool { return n.own != nil }
 
 // verifyOptions are the replicas' view options (nil when open).
 func (n *Node) verifyOptions() (*crdt.VerifyOptions, error) {
-	tr, err := n.cfg.Trust()
-	if err != nil || tr == nil {
-		return nil, err
+	tr := n.trust // parsed once, in New
+	if tr == nil {
+		return nil, nil
 	}
 	return &crdt.VerifyOptions{Trust: *tr, Now: n.now, OnRevocation: n.onRevocation}, nil
 }
@@ -156,10 +156,7 @@ func decodeStored(rep *crdt.Replica, v []byte) (schema.Record, error) {
 // this node holds, so that it replicates to every member; this node's
 // mesh honours it at once.
 func (n *Node) Revoke(ctx context.Context, r policy.Revocation) error {
-	tr, err := n.cfg.Trust()
-	if err != nil {
-		return err
-	}
+	tr := n.trust // parsed once, in New
 	if tr == nil {
 		return fmt.Errorf("%w: this node runs open (no authority configured), so it has no use for revocations", ErrConfig)
 	}
