@@ -297,11 +297,11 @@ func ParseSignature(b []byte) (Signature, error) {
 func (s Signature) Check(manifest []byte) error {
 	id, err := peer.Decode(s.Signer)
 	if err != nil {
-		return fmt.Errorf("signer %q is not a peer ID: %v", s.Signer, err)
+		return fmt.Errorf("signer %q is not a peer ID: %w", s.Signer, err)
 	}
 	pub, err := id.ExtractPublicKey()
 	if err != nil {
-		return fmt.Errorf("signer %s does not embed its public key: %v", s.Signer, err)
+		return fmt.Errorf("signer %s does not embed its public key: %w", s.Signer, err)
 	}
 	if pub.Type() != crypto.Ed25519 {
 		return fmt.Errorf("signer %s's key is %s; bundles are signed with Ed25519 node keys", s.Signer, pub.Type())
@@ -389,7 +389,7 @@ func readArchive(r *bufio.Reader, size int64, sum string, keep bool) (*Archive, 
 	ctw := tar.NewWriter(canon)
 	next := func() (*tar.Header, error) {
 		hdr, err := tr.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil, io.EOF
 		}
 		if err != nil {
@@ -402,7 +402,7 @@ func readArchive(r *bufio.Reader, size int64, sum string, keep bool) (*Archive, 
 	}
 	readSmall := func(name string, limit int64) ([]byte, error) {
 		hdr, err := next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil, failed(in(name), "missing: the archive does not hold it")
 		}
 		if err != nil {
@@ -446,7 +446,7 @@ func readArchive(r *bufio.Reader, size int64, sum string, keep bool) (*Archive, 
 	i := 0
 	for {
 		hdr, err := next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

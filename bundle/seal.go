@@ -54,7 +54,7 @@ func Seal(w io.Writer, plain []byte, recipients []string) error {
 func recipient(id string) (age.Recipient, error) {
 	p, err := peer.Decode(id)
 	if err != nil {
-		return nil, fmt.Errorf("%w: recipient %q is not a peer ID: %v", ErrInvalid, id, err)
+		return nil, fmt.Errorf("%w: recipient %q is not a peer ID: %w", ErrInvalid, id, err)
 	}
 	pub, err := p.ExtractPublicKey()
 	if err != nil || pub.Type() != crypto.Ed25519 {
@@ -88,7 +88,7 @@ func Unseal(sealed []byte, key crypto.PrivKey) ([]byte, error) {
 	r, err := age.Decrypt(bytes.NewReader(sealed), id)
 	var noMatch *age.NoIdentityMatchError
 	if errors.As(err, &noMatch) {
-		return nil, fmt.Errorf("%w: %v", ErrNotRecipient, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotRecipient, err)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("bundle: unseal: %w", err)

@@ -44,7 +44,7 @@ type Timestamp struct {
 func CheckTimestamp(tsr, tsq []byte, sum string) (Timestamp, error) {
 	ts, err := timestamp.ParseResponse(tsr)
 	if err != nil {
-		return Timestamp{}, fmt.Errorf("not a valid time-stamp response: %v", err)
+		return Timestamp{}, fmt.Errorf("not a valid time-stamp response: %w", err)
 	}
 	if ts.HashAlgorithm != crypto.SHA256 {
 		return Timestamp{}, fmt.Errorf("the token's imprint uses %v; bundles are stamped with SHA-256", ts.HashAlgorithm)
@@ -55,7 +55,7 @@ func CheckTimestamp(tsr, tsq []byte, sum string) (Timestamp, error) {
 	if tsq != nil {
 		req, err := timestamp.ParseRequest(tsq)
 		if err != nil {
-			return Timestamp{}, fmt.Errorf("%s is not a valid time-stamp request: %v", TSQName, err)
+			return Timestamp{}, fmt.Errorf("%s is not a valid time-stamp request: %w", TSQName, err)
 		}
 		if !bytes.Equal(req.HashedMessage, ts.HashedMessage) {
 			return Timestamp{}, fmt.Errorf("%s asks for SHA-256 %x, the token is over %x", TSQName, req.HashedMessage, ts.HashedMessage)
@@ -79,7 +79,7 @@ func CheckTimestamp(tsr, tsq []byte, sum string) (Timestamp, error) {
 func CheckRequest(tsq []byte, sum string) (*timestamp.Request, error) {
 	req, err := timestamp.ParseRequest(tsq)
 	if err != nil {
-		return nil, fmt.Errorf("not a valid time-stamp request: %v", err)
+		return nil, fmt.Errorf("not a valid time-stamp request: %w", err)
 	}
 	if req.HashAlgorithm != crypto.SHA256 || hex.EncodeToString(req.HashedMessage) != sum {
 		return nil, fmt.Errorf("it asks for %v %x, not the archive's SHA-256 %s", req.HashAlgorithm, req.HashedMessage, sum)

@@ -43,7 +43,7 @@ type Report struct {
 func Verify(path string) (Report, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return Report{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return Report{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if !st.IsDir() {
 		dir := filepath.Dir(path)
@@ -82,7 +82,7 @@ func streamFile(path, name string) (*Archive, error) {
 		return nil, failed(name, "missing")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	defer f.Close()
 	return streamArchive(f)

@@ -71,7 +71,14 @@ func benchDurablePut32(b *testing.B, opts StoreOptions) {
 // replica: each writer signs its record (policy.Sign, as a gated node's
 // API does) and a write is acknowledged once durable and decided by the
 // verified view (signature, membership, MayWrite).
-func BenchmarkSignedVerifiedPut32(b *testing.B) {
+func BenchmarkSignedVerifiedPut32(b *testing.B) { benchSignedVerifiedPut32(b, false) }
+
+// BenchmarkSignedCheckedVerifiedPut32 is BenchmarkSignedVerifiedPut32
+// with the sender's check (Replica.Check, the receivers' rules on the
+// value about to be sent) before each Put, as a gated node writes.
+func BenchmarkSignedCheckedVerifiedPut32(b *testing.B) { benchSignedVerifiedPut32(b, true) }
+
+func benchSignedVerifiedPut32(b *testing.B, check bool) {
 	w := newTrustWorld(b)
 	s, err := OpenStore(b.TempDir(), StoreOptions{})
 	if err != nil {
@@ -114,7 +121,14 @@ func BenchmarkSignedVerifiedPut32(b *testing.B) {
 					b.Error(err)
 					return
 				}
-				if err := r.Put(ctx, rec.Key(), policy.EncodeSigned(sr)); err != nil {
+				v := policy.EncodeSigned(sr)
+				if check {
+					if err := r.Check(ctx, rec.Key(), v); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+				if err := r.Put(ctx, rec.Key(), v); err != nil {
 					b.Error(err)
 					return
 				}
@@ -209,12 +223,12 @@ func BenchmarkViewRebuild(b *testing.B) {
 func BenchmarkDecideOneRecord(b *testing.B) {
 	w := newTrustWorld(b)
 	v := w.central.sign(b, delivery(b, "Maths"), 0)
-	l := lookups{org: testOrg, trust: w.trust, now: tw0.Add(time.Hour), members: w.members,
-		execution: func(string) (*schema.Record, bool) { return nil, false }}
-	elems := []element{{Block: "a", Priority: 1, Value: v}}
+	l := policy.Lookups{Org: testOrg, Trust: w.trust, Now: tw0.Add(time.Hour), Members: w.members,
+		Execution: func(string) (*schema.Record, bool) { return nil, false }}
+	elems := []policy.Element{{Block: "a", Priority: 1, Value: v}}
 	b.ResetTimer()
 	for range b.N {
-		if d := decide("/deliveries/d1", elems, l); d.Value == nil {
+		if d := policy.Decide("/deliveries/d1", elems, l); d.Value == nil {
 			b.Fatal("refused")
 		}
 	}

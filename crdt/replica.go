@@ -14,9 +14,10 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	gocrdt "github.com/ipfs/go-ds-crdt"
-	"github.com/ipfs/go-ds-crdt/pb"
 	ipld "github.com/ipfs/go-ipld-format"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/examnode/examnode/internal/heads"
+	"github.com/examnode/examnode/schema"
 )
 
 // Broadcaster sends and receives head announcements for one organisation.
@@ -410,6 +411,27 @@ func (r *Replica) commit(group []*writeReq) error {
 // Verified reports whether the replica keeps a verified view.
 func (r *Replica) Verified() bool { return r.view != nil }
 
+// Check is the sender's side of the rules: it decides key as every
+// receiver's verified view will once value (signed, as it will be sent)
+// arrives in a new delta from this node, beside the elements merged at
+// key here, with this view's memberships, revocations and records
+// (policy.Decide, the function receivers run). It returns nil if
+// receivers would accept value, else the verdict (an error) by which they
+// would refuse or park it. An open replica (no view) checks nothing.
+func (r *Replica) Check(ctx context.Context, key string, value []byte) error {
+	if r.view == nil {
+		return nil
+	}
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	v, err := r.view.check(ctx, key, value)
+	if err != nil || v == nil {
+		return err
+	}
+	return v
+}
+
 // Get returns the value of key, or ErrNotFound. A verified replica
 // answers from its view: the best value policy accepts.
 func (r *Replica) Get(ctx context.Context, key string) ([]byte, error) {
@@ -433,7 +455,7 @@ func (r *Replica) GetRaw(ctx context.Context, key string) ([]byte, error) {
 		return nil, err
 	}
 	v, err := r.crdt.Get(ctx, ds.NewKey(key))
-	if err == ds.ErrNotFound {
+	if errors.Is(err, ds.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, key, r.org)
 	}
 	return v, err
@@ -620,30 +642,17 @@ func (r *Replica) HeadsAnnouncement(ctx context.Context) ([]byte, error) {
 	return EncodeHeads(r.Heads(ctx))
 }
 
-// EncodeHeads encodes heads in go-ds-crdt's broadcast format.
-func EncodeHeads(heads []cid.Cid) ([]byte, error) {
-	msg := &pb.CRDTBroadcast{}
-	for _, h := range heads {
-		msg.Heads = append(msg.Heads, &pb.Head{Cid: h.Bytes()})
-	}
-	return proto.Marshal(msg)
-}
+// EncodeHeads encodes heads in go-ds-crdt's broadcast format (the one
+// codec is internal/heads, which the mesh uses too).
+func EncodeHeads(hs []cid.Cid) ([]byte, error) { return heads.Encode(hs) }
 
 // DecodeHeads decodes a go-ds-crdt broadcast into its heads.
 func DecodeHeads(data []byte) ([]cid.Cid, error) {
-	msg := &pb.CRDTBroadcast{}
-	if err := proto.Unmarshal(data, msg); err != nil {
-		return nil, fmt.Errorf("crdt: bad heads announcement: %w", err)
+	hs, err := heads.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("crdt: %w", err)
 	}
-	out := make([]cid.Cid, 0, len(msg.Heads))
-	for _, h := range msg.Heads {
-		c, err := cid.Cast(h.Cid)
-		if err != nil {
-			return nil, fmt.Errorf("crdt: bad head in announcement: %w", err)
-		}
-		out = append(out, c)
-	}
-	return out, nil
+	return hs, nil
 }
 
 // Close stops accepting writes, answers the queued ones, and closes the
@@ -661,11 +670,13 @@ func (r *Replica) Close() error {
 	return r.closeErr
 }
 
-// ValidateOrg checks an organisation ID: 1 to 64 characters of letters,
-// digits, '.', '_' and '-', and not "." or "..".
+// ValidateOrg checks an organisation ID with the one rule of organisation
+// IDs, schema.ValidateOrgID (1 to 64 characters of letters, digits, '.',
+// '_' and '-', and not "." or ".."); the error wraps ErrBadOrg and the
+// schema's *ValidationError.
 func ValidateOrg(org string) error {
-	if org == "" || len(org) > 64 || org == "." || org == ".." || !validChars(org) {
-		return fmt.Errorf("%w %q: use 1 to 64 letters, digits, '.', '_' or '-'", ErrBadOrg, org)
+	if err := schema.ValidateOrgID(org); err != nil {
+		return fmt.Errorf("%w %q: %w", ErrBadOrg, org, err)
 	}
 	return nil
 }

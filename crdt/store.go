@@ -29,7 +29,7 @@
 // write what), and each key shows the best valid value, so a forged value
 // that wins in go-ds-crdt's order changes nothing the node serves. Why
 // this design, and its costs, are in view.go; the rule for one key is
-// decide (decide.go). GetRaw and ListRaw still read go-ds-crdt's state.
+// policy.Decide. GetRaw and ListRaw still read go-ds-crdt's state.
 //
 // # Layout of the shared database
 //

@@ -21,11 +21,13 @@ package crdt
 //     would never be seen.)
 //   - Verification. One goroutine per replica (owned by it, stopped by
 //     Close) indexes the queued elements and decides every key they touch
-//     with decide (decide.go): signature, membership, revocation, replay
-//     and the write rules of policy.MayWrite. The view's value of a key is
-//     the best valid element, chosen as go-ds-crdt chooses among all of
-//     them, so nodes holding the same deltas show the same view; a forged
-//     value that wins in go-ds-crdt's order changes nothing the API serves.
+//     with policy.Decide (policy/element.go), the one rule engine, which
+//     senders run too (Replica.Check): signature, membership, revocation,
+//     replay, the write rules of policy.MayWrite and the record rules.
+//     The view's value of a key is the best valid element, chosen as
+//     go-ds-crdt chooses among all of them, so nodes holding the same
+//     deltas show the same view; a forged value that wins in go-ds-crdt's
+//     order changes nothing the API serves.
 //   - Refused elements are kept aside, with their reason, locally (never
 //     replicated), and counted per reason (Stats.Refused). An element whose
 //     writer's membership or whose execution has not arrived yet is parked
@@ -45,7 +47,7 @@ package crdt
 // ignores them (a modified member could otherwise erase exam evidence or
 // central data). A gated node deletes by writing, in the same delta as the
 // tombstones, a signed deletion at DeletionKey(key); the view honours
-// that (decide.go).
+// that (policy.Decide).
 //
 // Layout, under /view/<org> (one value per key and list, so deciding a key
 // costs point lookups, and one round of decisions one badger batch):
@@ -142,8 +144,10 @@ type view struct {
 	progress    chan struct{} // closed and replaced when done advances
 	wake        chan struct{}
 
-	// Owned by the verifier goroutine (and open, before it starts);
-	// counts are read under mu.
+	// Owned by the verifier goroutine (and open, before it starts),
+	// which changes them under tmu; Check reads them under tmu too.
+	// Counts are read under mu.
+	tmu     sync.RWMutex
 	members map[policy.Serial]policy.Membership
 	revs    policy.RevocationSet
 	refused map[string]uint64 // reason -> elements refused now
@@ -264,7 +268,7 @@ func (v *view) wait(ctx context.Context) error {
 func (v *view) open(ctx context.Context, raw ds.Key) error {
 	for _, e := range v.scan(ctx, v.base+"/v"+MembershipsPrefix+"/", false) {
 		if m, err := policy.DecodeMembership(e.Value); err == nil {
-			v.members[m.Serial] = m
+			v.addMember(m)
 		}
 	}
 	for _, e := range v.scan(ctx, v.base+"/v"+RevocationsPrefix+"/", false) {
@@ -470,7 +474,7 @@ func (v *view) signedKey(s policy.Serial, key string) ds.Key {
 
 // encodeElems and decodeElems: per element, a uint16-length block ID, the
 // priority, a uint32-length value.
-func encodeElems(es []element) []byte {
+func encodeElems(es []policy.Element) []byte {
 	var b []byte
 	for _, e := range es {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(e.Block)))
@@ -482,14 +486,14 @@ func encodeElems(es []element) []byte {
 	return b
 }
 
-func decodeElems(b []byte) []element {
-	var out []element
+func decodeElems(b []byte) []policy.Element {
+	var out []policy.Element
 	for len(b) >= 2 {
 		n := int(binary.BigEndian.Uint16(b))
 		if len(b) < 2+n+12 {
 			break
 		}
-		e := element{Block: string(b[2 : 2+n]), Priority: binary.BigEndian.Uint64(b[2+n:])}
+		e := policy.Element{Block: string(b[2 : 2+n]), Priority: binary.BigEndian.Uint64(b[2+n:])}
 		vl := int(binary.BigEndian.Uint32(b[2+n+8:]))
 		b = b[2+n+12:]
 		if len(b) < vl {
@@ -537,8 +541,8 @@ func (v *view) process(ctx context.Context, batch []observed) error {
 				return err
 			}
 			es := decodeElems(cur)
-			if !slices.ContainsFunc(es, func(x element) bool { return x.Block == o.block }) {
-				es = append(es, element{Block: o.block, Priority: o.prio, Value: e.GetValue()})
+			if !slices.ContainsFunc(es, func(x policy.Element) bool { return x.Block == o.block }) {
+				es = append(es, policy.Element{Block: o.block, Priority: o.prio, Value: e.GetValue()})
 				tx.put(v.elemsKey(key), encodeElems(es))
 			}
 			touch(key)
@@ -623,32 +627,7 @@ func (v *view) decideKey(ctx context.Context, tx *vtx, key string) (value []byte
 		}
 	}
 	now := v.opts.Now()
-	d := decide(key, elems, lookups{
-		org: v.org, trust: v.opts.Trust, now: now, revs: v.revs,
-		members: func(s policy.Serial) (policy.Membership, bool) { m, ok := v.members[s]; return m, ok },
-		deletedAt: func(key string) (time.Time, bool) {
-			b, err := tx.get(ctx, v.valueKey(DeletionKey(key)))
-			if err != nil || b == nil {
-				return time.Time{}, false
-			}
-			sr, err := policy.DecodeSigned(b)
-			if err != nil {
-				return time.Time{}, false
-			}
-			return sr.At, true
-		},
-		execution: func(id string) (*schema.Record, bool) {
-			b, err := tx.get(ctx, v.valueKey(schema.Key(schema.KindExecutions, id)))
-			if err != nil || b == nil {
-				return nil, false
-			}
-			rec, err := DecodeRecord(b)
-			if err != nil {
-				return nil, false
-			}
-			return &rec, true
-		},
-	})
+	d := policy.Decide(key, elems, v.lookups(func(k ds.Key) ([]byte, error) { return tx.get(ctx, k) }, now))
 	old, err := tx.get(ctx, v.valueKey(key))
 	if err != nil {
 		return nil, false, nil, err
@@ -735,7 +714,7 @@ func (v *view) decideKey(ctx context.Context, tx *vtx, key string) (value []byte
 		woken = append(woken, strings.TrimPrefix(key, DeletionsPrefix))
 	case strings.HasPrefix(key, MembershipsPrefix+"/") && d.Value != nil:
 		if m, err := policy.DecodeMembership(d.Value); err == nil {
-			v.members[m.Serial] = m
+			v.addMember(m)
 		}
 	case strings.HasPrefix(key, RevocationsPrefix+"/") && d.Value != nil:
 		if r, ok := v.addRevocation(d.Value); ok {
@@ -765,6 +744,82 @@ func (v *view) decideKey(ctx context.Context, tx *vtx, key string) (value []byte
 	return d.Value, true, woken, nil
 }
 
+func (v *view) addMember(m policy.Membership) {
+	v.tmu.Lock()
+	v.members[m.Serial] = m
+	v.tmu.Unlock()
+}
+
+// lookups are what policy.Decide reads besides a key's elements, backed by
+// the view: get reads the view's store (through the round's writes, for
+// the verifier). The verifier and Check share them, so a sender decides
+// with the rules and the data its receivers decide with.
+func (v *view) lookups(get func(ds.Key) ([]byte, error), now time.Time) policy.Lookups {
+	v.tmu.RLock()
+	revs := v.revs
+	v.tmu.RUnlock()
+	return policy.Lookups{
+		Org: v.org, Trust: v.opts.Trust, Now: now, Revs: revs,
+		Members: func(s policy.Serial) (policy.Membership, bool) {
+			v.tmu.RLock()
+			m, ok := v.members[s]
+			v.tmu.RUnlock()
+			return m, ok
+		},
+		DeletedAt: func(key string) (time.Time, bool) {
+			b, err := get(v.valueKey(DeletionKey(key)))
+			if err != nil || b == nil {
+				return time.Time{}, false
+			}
+			sr, err := policy.DecodeSigned(b)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return sr.At, true
+		},
+		Execution: func(id string) (*schema.Record, bool) {
+			b, err := get(v.valueKey(schema.Key(schema.KindExecutions, id)))
+			if err != nil || b == nil {
+				return nil, false
+			}
+			rec, err := DecodeRecord(b)
+			if err != nil {
+				return nil, false
+			}
+			return &rec, true
+		},
+	}
+}
+
+// checkBlock names the element Check decides: no block ID is empty.
+const checkBlock = ""
+
+// check decides key as the view would once value arrives in a new local
+// delta: beside the elements merged at key, at the next priority. It
+// returns value's verdict (nil: accepted). It may run beside the
+// verifier; the view's state it reads is the one last committed.
+func (v *view) check(ctx context.Context, key string, value []byte) (*policy.Verdict, error) {
+	get := func(k ds.Key) ([]byte, error) {
+		b, err := v.store.Get(ctx, k)
+		if errors.Is(err, ds.ErrNotFound) {
+			return nil, nil
+		}
+		return b, err
+	}
+	cur, err := get(v.elemsKey(key))
+	if err != nil {
+		return nil, err
+	}
+	elems := decodeElems(cur)
+	var top uint64
+	for _, e := range elems {
+		top = max(top, e.Priority)
+	}
+	elems = append(elems, policy.Element{Block: checkBlock, Priority: top + 1, Value: value})
+	d := policy.Decide(key, elems, v.lookups(get, v.opts.Now()))
+	return d.Verdicts[checkBlock], nil
+}
+
 func (v *view) addRevocation(b []byte) (policy.Revocation, bool) {
 	r, err := policy.DecodeRevocation(b)
 	if err != nil {
@@ -774,7 +829,9 @@ func (v *view) addRevocation(b []byte) (policy.Revocation, bool) {
 	if err != nil {
 		return r, false
 	}
+	v.tmu.Lock()
 	v.revs = revs
+	v.tmu.Unlock()
 	if v.opts.OnRevocation != nil {
 		v.opts.OnRevocation(r)
 	}

@@ -277,31 +277,24 @@ func TestHostilePullJunkIsRefused(t *testing.T) {
 	}
 	putIn(t, central, orgB, "/notes/b2", "C2 writes go on")
 
-	// Back with new heads: kept out. Central closes the connection again
-	// and opens no pull stream. (Last: go-ds-crdt then spends its DAG
-	// timeout looking for the head through bitswap, which holds up C1's
-	// announcements meanwhile; see the report.)
-	h.connect(ctx, central)
-	var again map[string]bool
-	err = cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
-		if again = conns(); len(again) == 0 {
-			return false, fmt.Errorf("the attacker could not connect again")
-		}
-		return true, nil
-	})
+	// Back at once: kept out. Central's mesh refuses the connection
+	// (mesh.KeepOut), so the attacker can neither announce nor be pulled
+	// from, and its attempt is counted.
+	refusedBefore := central.Mesh().Refused(mesh.NodeWide)[mesh.RefuseKeptOut]
+	ai, err := cluster.AddrInfo(central.Addrs())
 	if err != nil {
 		t.Fatal(err)
 	}
-	// (central may close the connection before it answers the hello)
-	_ = h.announce(ctx, central, orgA, newHead())
-	err = cluster.WaitFor(ctx, 10*time.Second, func() (bool, error) {
-		if !closed(again) {
-			return false, fmt.Errorf("the attacker, kept out, was not disconnected again")
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = h.host.Connect(cctx, ai)
+	cancel()
+	if err == nil {
+		if aerr := h.announce(ctx, central, orgA, newHead()); aerr == nil {
+			t.Fatal("the attacker, kept out, connected again and announced")
 		}
-		return true, nil
-	})
-	if err != nil {
-		t.Fatal(err)
+	}
+	if got := central.Mesh().Refused(mesh.NodeWide)[mesh.RefuseKeptOut]; got <= refusedBefore {
+		t.Fatalf("central did not count the kept-out peer's reconnection: %d -> %d", refusedBefore, got)
 	}
 	if streams.Load() != offences {
 		t.Fatalf("central pulled from the attacker it keeps out: %d streams", streams.Load())

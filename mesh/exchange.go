@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/examnode/examnode/policy"
 )
@@ -91,6 +92,22 @@ type peerState struct {
 	dialing  bool
 	nextDial time.Time
 	backoff  time.Duration
+
+	// A failed exchange with a connected peer is tried again after
+	// retryWait (doubling, at most ExchangeInterval), so that a hello lost
+	// under load (a stream reset, a timeout) does not leave the peer's
+	// organisations unknown until the periodic exchange or a reconnect.
+	retryAt   time.Time
+	retryWait time.Duration
+
+	// A peer found on the LAN (mDNS) that completed a hello is remembered
+	// with the addresses mDNS gave: while it is disconnected it is
+	// redialled like a configured peer, with a backoff of at most
+	// lanRedialMax, however long the two were apart. mDNS reports a peer
+	// once, and its peerstore addresses expire; without this, VMs whose
+	// LAN was cut never found each other again while central was away.
+	remembered bool
+	lanAddrs   []ma.Multiaddr
 }
 
 func (s *peerState) carries(org string) bool { return slices.Contains(s.orgs, org) }
@@ -329,11 +346,13 @@ func (m *Mesh) runExchange(p peer.ID) {
 	}
 	m.running[p] = true
 	m.mu.Unlock()
-	if err := m.exchange(p); err != nil && m.ctx.Err() == nil {
+	err := m.exchange(p)
+	if err != nil && m.ctx.Err() == nil {
 		m.log.Debug("heads exchange failed", "peer", p, "err", err)
 		m.refuseSilent(p, err)
 	}
 	m.mu.Lock()
+	m.scheduleRetryLocked(p, err)
 	delete(m.running, p)
 	if m.again[p] {
 		delete(m.again, p)
@@ -755,6 +774,9 @@ func (m *Mesh) notePeer(p peer.ID, h hello, member *policy.Membership, initiated
 		}
 	}
 	s.orgs = orgs
+	if s.lan && slices.ContainsFunc(orgs, func(org string) bool { return m.topics[org] != nil }) {
+		s.remembered = true // redialled while apart (dialLANDueLocked)
+	}
 	s.version = h.Version
 	s.schema = h.Schema
 	s.lastSeen = m.now()
@@ -772,11 +794,55 @@ func (m *Mesh) notePeer(p peer.ID, h hello, member *policy.Membership, initiated
 
 // redialLoop keeps the configured peers connected, with exponential
 // backoff between failed dials.
+// Bounds of the wait before a failed exchange is tried again.
+const (
+	exchangeRetryMin = 250 * time.Millisecond
+	exchangeRetryMax = 15 * time.Second
+)
+
+// scheduleRetryLocked notes the outcome of an exchange with p: a success
+// clears its retry; a failure with a peer still connected and not refused
+// schedules another exchange (retryDue queues it).
+func (m *Mesh) scheduleRetryLocked(p peer.ID, err error) {
+	s := m.book[p]
+	if s == nil {
+		return
+	}
+	if err == nil || !s.connected || s.refused || s.declined || errors.Is(err, ErrNotAMember) ||
+		errors.Is(err, ErrVersion) || errors.Is(err, ErrWrongNetwork) || errors.Is(err, errPeerRefused) {
+		s.retryAt, s.retryWait = time.Time{}, 0
+		return
+	}
+	limit := exchangeRetryMax
+	if m.opts.ExchangeInterval > 0 {
+		limit = min(limit, m.opts.ExchangeInterval)
+	}
+	s.retryWait = min(max(2*s.retryWait, exchangeRetryMin), limit)
+	s.retryAt = m.now().Add(s.retryWait)
+}
+
+// retryDue queues the exchanges whose retry time has come.
+func (m *Mesh) retryDue() {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p, s := range m.book {
+		if s.retryAt.IsZero() || now.Before(s.retryAt) {
+			continue
+		}
+		s.retryAt = time.Time{}
+		if s.connected {
+			m.enqueueLocked(p)
+		}
+	}
+}
+
 func (m *Mesh) redialLoop() {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for {
 		m.dialDue()
+		m.retryDue()
 		select {
 		case <-m.ctx.Done():
 			return
@@ -789,6 +855,7 @@ func (m *Mesh) dialDue() {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.dialLANDueLocked(now)
 	for _, ai := range m.peers {
 		s := m.book[ai.ID]
 		if s.connected || s.dialing || now.Before(s.nextDial) {

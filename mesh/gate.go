@@ -257,23 +257,46 @@ func (m *Mesh) strangerLoop() {
 type denySet struct {
 	mu    sync.Mutex
 	until map[peer.ID]time.Time
+	why   map[peer.ID]string // the reason counted when a kept-out peer comes back (KeepOut); absent: a stranger
 	order []peer.ID
 	max   int
 }
 
-func newDenySet(n int) *denySet { return &denySet{until: map[peer.ID]time.Time{}, max: n} }
+func newDenySet(n int) *denySet {
+	return &denySet{until: map[peer.ID]time.Time{}, why: map[peer.ID]string{}, max: n}
+}
 
-func (d *denySet) add(p peer.ID, until time.Time) {
+func (d *denySet) add(p peer.ID, until time.Time) { d.addWhy(p, until, "") }
+
+// addWhy denies p until a time, counting its returns under reason (a
+// stranger's when empty).
+func (d *denySet) addWhy(p peer.ID, until time.Time, reason string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.until[p]; !ok {
 		d.order = append(d.order, p)
 	}
 	d.until[p] = until
+	if reason != "" {
+		d.why[p] = reason
+	} else {
+		delete(d.why, p)
+	}
 	for len(d.order) > d.max {
 		delete(d.until, d.order[0])
+		delete(d.why, d.order[0])
 		d.order = slices.Delete(d.order, 0, 1)
 	}
+}
+
+// reason is what a denied peer's return is counted as.
+func (d *denySet) reason(p peer.ID) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if r := d.why[p]; r != "" {
+		return r
+	}
+	return RefuseStranger
 }
 
 func (d *denySet) denied(p peer.ID, now time.Time) bool {
@@ -287,6 +310,7 @@ func (d *denySet) denied(p peer.ID, now time.Time) bool {
 		return true
 	}
 	delete(d.until, p)
+	delete(d.why, p)
 	if i := slices.Index(d.order, p); i >= 0 {
 		d.order = slices.Delete(d.order, i, i+1)
 	}
@@ -308,7 +332,7 @@ type gater struct {
 
 func (g gater) deny(p peer.ID) bool {
 	if g.m.deny.denied(p, g.m.now()) && !g.m.isConfigured(p) {
-		g.m.CountRefused(NodeWide, RefuseStranger, 1)
+		g.m.CountRefused(NodeWide, g.m.deny.reason(p), 1)
 		return true
 	}
 	return false
@@ -373,4 +397,18 @@ func (m *Mesh) endHello(p peer.ID, started bool) {
 	if s := m.book[p]; s != nil && s.presenting > 0 {
 		s.presenting--
 	}
+}
+
+// KeepOut disconnects p and refuses its connections for d (configured
+// peers excepted, as for strangers): another layer found it misbehaving
+// (the node's pull guard, for blocks it did not ask for or over its
+// budget). Without it the peer's redial, or this node's, would bring it
+// straight back.
+func (m *Mesh) KeepOut(p peer.ID, d time.Duration, why string) {
+	if d <= 0 {
+		return
+	}
+	m.deny.addWhy(p, m.now().Add(d), RefuseKeptOut)
+	m.noteError(p, "kept out for "+d.String()+": "+why)
+	_ = m.host.Network().ClosePeer(p)
 }

@@ -5,9 +5,9 @@ import (
 	"sync"
 
 	"github.com/ipfs/go-cid"
-	"github.com/ipfs/go-ds-crdt/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"google.golang.org/protobuf/proto"
+
+	"github.com/examnode/examnode/internal/heads"
 )
 
 // maxPendingHeads bounds the heads waiting from one peer; past it the
@@ -108,26 +108,8 @@ func (b *inbox) next(ctx, closed context.Context) (announcement, error) {
 	}
 }
 
-func decodeHeads(data []byte) ([]cid.Cid, error) {
-	msg := &pb.CRDTBroadcast{}
-	if err := proto.Unmarshal(data, msg); err != nil {
-		return nil, err
-	}
-	out := make([]cid.Cid, 0, len(msg.Heads))
-	for _, h := range msg.Heads {
-		c, err := cid.Cast(h.Cid)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
+// decodeHeads and encodeHeads are the one heads codec (internal/heads):
+// go-ds-crdt's broadcast format, shared with the crdt package.
+func decodeHeads(data []byte) ([]cid.Cid, error) { return heads.Decode(data) }
 
-func encodeHeads(heads []cid.Cid) ([]byte, error) {
-	msg := &pb.CRDTBroadcast{}
-	for _, h := range heads {
-		msg.Heads = append(msg.Heads, &pb.Head{Cid: h.Bytes()})
-	}
-	return proto.Marshal(msg)
-}
+func encodeHeads(hs []cid.Cid) ([]byte, error) { return heads.Encode(hs) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,8 +71,11 @@ func (n mdnsNotifee) HandlePeerFound(ai peer.AddrInfo) {
 		m.book[ai.ID] = s
 	}
 	s.lan = true
-	if len(ai.Addrs) > 0 && !s.connected {
-		s.addr = ai.Addrs[0].String()
+	if len(ai.Addrs) > 0 {
+		s.lanAddrs = slices.Clone(ai.Addrs)
+		if !s.connected {
+			s.addr = ai.Addrs[0].String()
+		}
 	}
 	dial := !s.connected && !s.dialing && m.ctx.Err() == nil
 	if dial {
@@ -132,4 +136,45 @@ func (m *Mesh) startMDNS() error {
 	}
 	m.mdns = svc
 	return nil
+}
+
+// lanRedialMax bounds the wait between redials of a remembered LAN peer:
+// a dial to a VM that is not there costs one SYN on the LAN, and a centre
+// whose LAN comes back must be whole again within seconds.
+const lanRedialMax = 4 * time.Second
+
+// dialLANDueLocked redials the remembered LAN peers that are not
+// connected and whose wait is over (m.mu held).
+func (m *Mesh) dialLANDueLocked(now time.Time) {
+	for p, s := range m.book {
+		if !s.remembered || s.configured || s.connected || s.dialing || len(s.lanAddrs) == 0 || now.Before(s.nextDial) {
+			continue
+		}
+		if m.host.Network().Connectedness(p) == network.Connected {
+			continue
+		}
+		s.dialing = true
+		ai := peer.AddrInfo{ID: p, Addrs: slices.Clone(s.lanAddrs)}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			// The swarm's own dial backoff would refuse a dial this soon
+			// after a failed one; the wait here is the backoff.
+			ctx, cancel := context.WithTimeout(network.WithForceDirectDial(m.ctx, "redial of a LAN peer"), 5*time.Second)
+			err := m.host.Connect(ctx, ai)
+			cancel()
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			s.dialing = false
+			if err == nil {
+				s.backoff = 0
+				return
+			}
+			s.backoff = min(max(2*s.backoff, m.opts.RedialMin), lanRedialMax)
+			s.nextDial = m.now().Add(s.backoff)
+			if m.ctx.Err() == nil {
+				s.lastError = "dial (LAN peer, remembered): " + err.Error()
+			}
+		}()
+	}
 }

@@ -440,7 +440,7 @@ func (m *Mesh) Close() error {
 func ParsePeerAddr(s string) (peer.AddrInfo, error) {
 	a, err := ma.NewMultiaddr(s)
 	if err != nil {
-		return peer.AddrInfo{}, fmt.Errorf("%w %q: %v", ErrBadPeerAddr, s, err)
+		return peer.AddrInfo{}, fmt.Errorf("%w %q: %w", ErrBadPeerAddr, s, err)
 	}
 	ai, err := peer.AddrInfoFromP2pAddr(a)
 	if err != nil {

@@ -29,6 +29,9 @@ const (
 	RefuseSubscription = "subscription to an organisation the peer may not read"
 	// RefuseStranger: a peer without a valid membership (node-wide).
 	RefuseStranger = "peer without a valid membership"
+	// RefuseKeptOut: a peer that another layer penalised (KeepOut)
+	// tried to connect again before its time was up (node-wide).
+	RefuseKeptOut = "peer kept out for misbehaving"
 	// RefuseResourceLimit: libp2p's resource manager refused a connection
 	// or stream (node-wide).
 	RefuseResourceLimit = "resource limit"

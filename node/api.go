@@ -20,6 +20,7 @@ import (
 
 	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/mesh"
+	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -88,6 +89,10 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, "execution_mismatch"
 	case errors.Is(err, schema.ErrInvalid), errors.Is(err, schema.ErrBadKey):
 		return http.StatusBadRequest, "invalid"
+	}
+	// A write receivers would refuse (node.sendError): their reason.
+	if v := (*policy.Verdict)(nil); errors.As(err, &v) {
+		return http.StatusForbidden, v.Reason
 	}
 	return http.StatusInternalServerError, "internal"
 }

@@ -48,10 +48,6 @@ func attachmentsKey(org, exec string) ds.Key {
 	return attachmentsPrefix.ChildString(org).ChildString(exec)
 }
 
-func attachmentLock(n *Node, org, exec string) func() {
-	return recordLocks.lock(fmt.Sprintf("%p/attachments/%s/%s", n, org, exec))
-}
-
 // PutAttachment stores a file for execution exec's bundle. The execution
 // must run on this VM and its bundle must not be sealed yet.
 func (n *Node) PutAttachment(ctx context.Context, org, exec, name string, data []byte) error {
@@ -80,7 +76,7 @@ func (n *Node) PutAttachment(ctx context.Context, org, exec, name string, data [
 	if b, err := ex.DecodeBody(); err != nil || b.(schema.Execution).VM != n.ID().String() {
 		return fmt.Errorf("%w: execution %s does not run on this VM (%s); attach files on the VM that runs it", schema.ErrRoleMayNotWrite, exec, n.ID())
 	}
-	unlock := attachmentLock(n, org, exec)
+	unlock := n.lockAttachments(org, exec)
 	defer unlock()
 	if has, err := rep.Has(ctx, schema.Key(schema.KindBundles, exec)); err != nil {
 		return err

@@ -226,16 +226,17 @@ func (b *bundler) round() {
 	}
 }
 
-// orgView is one round's snapshot of an organisation's bundle records.
-type orgView struct {
+// bundleSnapshot is one round's snapshot of an organisation's bundle
+// records (not a "view": that word is the crdt package's verified view).
+type bundleSnapshot struct {
 	metas     []schema.Record
 	holders   map[string][]schema.Custody
 	receipts  map[string][]schema.BundleReceipt
 	deletions map[string]schema.RetentionRecord
 }
 
-func (b *bundler) view(ctx context.Context, rep *crdt.Replica) (orgView, error) {
-	v := orgView{holders: map[string][]schema.Custody{}, receipts: map[string][]schema.BundleReceipt{}, deletions: map[string]schema.RetentionRecord{}}
+func (b *bundler) snapshot(ctx context.Context, rep *crdt.Replica) (bundleSnapshot, error) {
+	v := bundleSnapshot{holders: map[string][]schema.Custody{}, receipts: map[string][]schema.BundleReceipt{}, deletions: map[string]schema.RetentionRecord{}}
 	var err error
 	if v.metas, err = listRecords(ctx, rep, schema.KindBundles); err != nil {
 		return v, err
@@ -281,7 +282,7 @@ func (b *bundler) roundOrg(org string, rep *crdt.Replica) error {
 			return err
 		}
 	}
-	v, err := b.view(ctx, rep)
+	v, err := b.snapshot(ctx, rep)
 	if err != nil {
 		return err
 	}
@@ -318,7 +319,7 @@ func (b *bundler) roundOrg(org string, rep *crdt.Replica) error {
 const bundleWorkers = 4
 
 // handle does this node's part for one bundle.
-func (b *bundler) handle(ctx context.Context, org string, rep *crdt.Replica, id string, meta schema.BundleMeta, v orgView) error {
+func (b *bundler) handle(ctx context.Context, org string, rep *crdt.Replica, id string, meta schema.BundleMeta, v bundleSnapshot) error {
 	cfg := b.n.cfg
 	st, err := b.state(ctx, org, id)
 	if err != nil {
@@ -426,7 +427,7 @@ func (n *Node) writeOwn(ctx context.Context, rep *crdt.Replica, id string, body 
 		return err
 	}
 	key := rec.Key()
-	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, rep.Org(), key))
+	unlock := n.lockRecord(rep.Org(), key)
 	defer unlock()
 	prev, err := getRecord(ctx, rep, key)
 	if err != nil && !errors.Is(err, crdt.ErrNotFound) {
@@ -439,13 +440,13 @@ func (n *Node) writeOwn(ctx context.Context, rep *crdt.Replica, id string, body 
 	if outcome == schema.OutcomeNoOp {
 		return nil
 	}
-	// On a gated node the record is checked and signed like one written
-	// through the API, so that receivers' verified views accept it.
-	if err := n.mayWriteOwn(ctx, rep, rec); err != nil {
-		return err
-	}
+	// On a gated node the record is signed and checked like one written
+	// through the API, with the rules receivers run.
 	stored, err := n.signRecord(ctx, enc)
 	if err != nil {
+		return err
+	}
+	if err := n.checkSend(ctx, rep, key, stored); err != nil {
 		return err
 	}
 	return rep.Put(ctx, key, stored)
@@ -575,9 +576,9 @@ func (n *Node) knownRecipients(ctx context.Context) ([]policy.Membership, error)
 			known = append(known, kr)
 		}
 	}
-	trust, err := n.cfg.Trust()
-	if err != nil || trust == nil {
-		return nil, err
+	trust := n.trust
+	if trust == nil {
+		return nil, nil
 	}
 	members := make([]policy.Membership, 0, len(known))
 	for _, kr := range known {
@@ -705,7 +706,7 @@ func (b *bundler) makeBundle(ctx context.Context, rep *crdt.Replica, exec, resul
 		return err
 	}
 	// No attachment may arrive between reading them and sealing.
-	unlock := attachmentLock(n, org, exec.ID)
+	unlock := n.lockAttachments(org, exec.ID)
 	defer unlock()
 	attached, err := n.attachments(ctx, org, exec.ID, true)
 	if err != nil {
@@ -770,7 +771,7 @@ func (b *bundler) fetchPayload(ctx context.Context, org string, root cid.Cid) er
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.fetchTimeout())
 	defer cancel()
 	if err := merkledag.FetchGraph(ctx, root, b.n.orgDAG(org)); err != nil {
-		return fmt.Errorf("%w: %v", errNotAvailable, err)
+		return fmt.Errorf("%w: %w", errNotAvailable, err)
 	}
 	return b.n.store.Sync(ctx)
 }
@@ -789,7 +790,7 @@ func (n *Node) payloadBlocks(ctx context.Context, root cid.Cid) ([]cid.Cid, erro
 		seen[c] = true
 		blk, err := bs.Get(ctx, c)
 		if err != nil {
-			return fmt.Errorf("%w: block %s: %v", ErrPayloadGone, c, err)
+			return fmt.Errorf("%w: block %s: %w", ErrPayloadGone, c, err)
 		}
 		sum, err := c.Prefix().Sum(blk.RawData())
 		if err != nil || !sum.Equals(c) {
@@ -801,7 +802,7 @@ func (n *Node) payloadBlocks(ctx context.Context, root cid.Cid) ([]cid.Cid, erro
 		}
 		nd, err := merkledag.DecodeProtobuf(blk.RawData())
 		if err != nil {
-			return fmt.Errorf("block %s: %v", c, err)
+			return fmt.Errorf("block %s: %w", c, err)
 		}
 		for _, l := range nd.Links() {
 			if err := walk(l.Cid); err != nil {
@@ -967,7 +968,7 @@ func (b *bundler) check(ctx context.Context, org string, rep *crdt.Replica, id s
 	// must be a vm membership of org, signed by the authority and valid
 	// when the bundle was made. A signer never seen here is accepted on
 	// the strength of its bundle record, which the replica accepted.
-	if trust, err := n.cfg.Trust(); err == nil && trust != nil {
+	if trust := n.trust; trust != nil {
 		if p, err := peer.Decode(meta.Signer); err == nil {
 			if mb, ok := n.knownMembership(ctx, p); ok {
 				if err := policy.Verify(mb, *trust, meta.Created); err != nil {

@@ -130,7 +130,7 @@ func (n *Node) Bundles(ctx context.Context, org string) ([]BundleStatus, error) 
 		if err != nil {
 			continue
 		}
-		v, err := b.view(ctx, rep)
+		v, err := b.snapshot(ctx, rep)
 		if err != nil {
 			return nil, err
 		}
@@ -202,7 +202,7 @@ func (n *Node) BundleArchive(ctx context.Context, org, id string) ([]byte, error
 	if onDemand {
 		// One export at a time per bundle: another would delete the copy
 		// this one reads.
-		unlock := recordLocks.lock(fmt.Sprintf("%p/export/%s", n, root))
+		unlock := n.lockExport(root.String())
 		defer unlock()
 	}
 	if _, err := n.payloadBlocks(ctx, root); err != nil {

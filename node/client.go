@@ -79,7 +79,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w at %s (start it with `examnode run`): %v", ErrNotRunning, c.Addr, err)
+		return fmt.Errorf("%w at %s (start it with `examnode run`): %w", ErrNotRunning, c.Addr, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)

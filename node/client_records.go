@@ -53,7 +53,7 @@ func (c *Client) send(ctx context.Context, hc *http.Client, method, path string,
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("%w at %s (start it with `examnode run`): %v", ErrNotRunning, c.Addr, err)
+		return nil, fmt.Errorf("%w at %s (start it with `examnode run`): %w", ErrNotRunning, c.Addr, err)
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()

@@ -228,7 +228,7 @@ func (c *Config) checkAPIAddr() error {
 	}
 	host, _, err := net.SplitHostPort(c.API)
 	if err != nil {
-		return fmt.Errorf("%w: api %q: %v; give host:port, e.g. %q", ErrConfig, c.API, err, DefaultAPIAddr)
+		return fmt.Errorf("%w: api %q: %w; give host:port, e.g. %q", ErrConfig, c.API, err, DefaultAPIAddr)
 	}
 	if host == "localhost" {
 		return nil
@@ -266,8 +266,17 @@ func (c *Config) Trust() (*policy.Trust, error) {
 // when the node runs open).
 func (c *Config) CheckMembership(id peer.ID, now time.Time) (*policy.Membership, error) {
 	tr, err := c.Trust()
-	if err != nil || tr == nil {
+	if err != nil {
 		return nil, err
+	}
+	return c.checkMembership(tr, id, now)
+}
+
+// checkMembership is CheckMembership against tr, the authority Trust
+// parsed (nil: open).
+func (c *Config) checkMembership(tr *policy.Trust, id peer.ID, now time.Time) (*policy.Membership, error) {
+	if tr == nil {
+		return nil, nil
 	}
 	if c.Membership == "" {
 		return nil, fmt.Errorf("%w: an authority is configured but this node has no membership; on the central host run `examnode grant --peer %s --role %s%s --network %s`, and put the printed examnode-membership:… in %s (\"membership\")",
@@ -326,10 +335,10 @@ func LoadConfig(dir string) (Config, error) {
 func DecodeConfig(b []byte, name string) (Config, error) {
 	var c Config
 	if err := checkDuplicateKeys(b); err != nil {
-		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
+		return c, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("%w: %s: %v", ErrConfig, name, err)
+		return c, fmt.Errorf("%w: %s: %w", ErrConfig, name, err)
 	}
 	return c, c.Validate()
 }
@@ -458,7 +467,7 @@ func ReadToken(dir string) (string, error) {
 	}
 	tok := strings.TrimSpace(string(b))
 	if err := checkToken(tok); err != nil {
-		return "", fmt.Errorf("%w in %s: %v; delete the file and run `examnode run` (or `examnode init`) again to generate a new one, then give the new token to the exam platform", ErrWeakToken, p, err)
+		return "", fmt.Errorf("%w in %s: %w; delete the file and run `examnode run` (or `examnode init`) again to generate a new one, then give the new token to the exam platform", ErrWeakToken, p, err)
 	}
 	return tok, nil
 }

@@ -6,12 +6,14 @@
 //
 // # Lifecycle
 //
-// New validates the configuration and opens the data directory (identity,
-// token, store). Start brings up the mesh, the DAG service, the replicas
-// and the API. Close undoes Start and New in reverse order and collects
-// every error:
+// New validates the configuration, parses the authority key (once) and
+// opens the data directory (identity, token, store). Start brings up the
+// change feed, the mesh, the DAG service, the replicas, the observer, the
+// bundle worker, the heads watcher and the API. Close undoes Start and New
+// in reverse order and collects every error:
 //
-//  1. the API stops taking requests, then the observer's sampler stops;
+//  1. the API stops taking requests, then the bundle worker, the
+//     observer's sampler and the heads watcher stop;
 //  2. every organisation's topic closes, so go-ds-crdt's broadcaster
 //     reader returns (a replica's Close waits for it);
 //  3. every replica closes, committing writes already queued; then the
@@ -21,6 +23,8 @@
 //  5. the badger database closes last.
 //
 // Close is safe to call twice, and after a failed Start.
+//
+// docs/ARCHITECTURE.md walks through the write, receive and read paths.
 package node
 
 import (
@@ -88,6 +92,9 @@ type Node struct {
 	now   func() time.Time
 	key   crypto.PrivKey
 	token string
+	// trust is what the node trusts: the configured authority key,
+	// parsed once by New (nil: the node runs open).
+	trust *policy.Trust
 	store *crdt.Store
 
 	mesh *mesh.Mesh
@@ -99,6 +106,11 @@ type Node struct {
 	// organisation the block belongs to (blockfilter.go), and is the
 	// exchange of every organisation's DAG service (orgDAG).
 	bswap *bitswap.Bitswap
+
+	// locks serialise local work on one key: a record's
+	// read-check-write, an execution's resumption or attachments, a
+	// bundle's export (keylock.go).
+	locks keyLocks
 
 	mu      sync.Mutex
 	orgs    map[string]*orgReplica
@@ -142,6 +154,12 @@ func New(dir string, cfg Config, deps Deps) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// The authority key is parsed here, once; everything after reads
+	// n.trust.
+	trust, err := cfg.Trust()
+	if err != nil {
+		return nil, err
+	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -173,7 +191,7 @@ func New(dir string, cfg Config, deps Deps) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Node{
 		cfg: cfg, dir: dir, deps: deps, log: deps.Logger, now: deps.Now,
-		key: key, token: token, store: store, orgs: map[string]*orgReplica{},
+		key: key, token: token, trust: trust, store: store, orgs: map[string]*orgReplica{},
 		ctx: ctx, cancel: cancel,
 	}, nil
 }
@@ -204,11 +222,8 @@ func (n *Node) Start(ctx context.Context) error {
 		}
 		mopts.PrivateNetworkKey = psk
 	}
-	trust, err := n.cfg.Trust()
-	if err != nil {
-		return err
-	}
-	own, err := n.cfg.CheckMembership(n.ID(), n.now())
+	trust := n.trust
+	own, err := n.cfg.checkMembership(trust, n.ID(), n.now())
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func (n *Node) prefetch(ctx context.Context, org string, from peer.ID, announcem
 	}
 	if n.keptOut(from) {
 		// Penalised (pullguard.go): no pull, and out again.
-		_ = n.mesh.ClosePeer(from)
+		n.mesh.KeepOut(from, n.keptOutFor(from), "penalised for what it sent in pulls")
 		return
 	}
 	rep, err := n.Replica(org)

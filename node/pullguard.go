@@ -274,7 +274,7 @@ func (n *Node) pullFailed(p peer.ID, org string, err error) {
 	if flood && n.strikes(p, pullStrikes) || strike && n.strikes(p, 1) {
 		n.log.Warn("peer disconnected: it sent what this node did not ask for or more than its budget", "peer", p, "org", org,
 			"strikes", pullStrikes, "within", pullStrikeWindow, "kept_out_for", pullBan, "err", err)
-		_ = n.mesh.ClosePeer(p)
+		n.mesh.KeepOut(p, pullBan, "it sent blocks this node did not ask for, or more than its budget")
 	}
 }
 
@@ -329,6 +329,18 @@ func (n *Node) strikes(p peer.ID, k int) bool {
 }
 
 // keptOut reports whether p is kept out of pulls now.
+// keptOutFor is how long p stays kept out of pulls (zero: it is not).
+func (n *Node) keptOutFor(p peer.ID) time.Duration {
+	g := &n.pullGuard
+	now := n.now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if pen := g.pen[p]; pen != nil && now.Before(pen.until) {
+		return pen.until.Sub(now)
+	}
+	return 0
+}
+
 func (n *Node) keptOut(p peer.ID) bool {
 	g := &n.pullGuard
 	now := n.now()

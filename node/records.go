@@ -25,10 +25,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/examnode/examnode/bundle"
 	"github.com/examnode/examnode/crdt"
+	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -115,42 +115,6 @@ var filters = map[schema.Kind][]string{
 }
 
 var allFilters = []string{"test_taker", "delivery", "state", "execution"}
-
-// keyLocks serialises the read-check-write of one key, so that two
-// concurrent writes to an append-only record cannot both pass CheckWrite.
-// (Writes arriving from other peers are the CRDT's to merge; keys are laid
-// out so that concurrent writers rarely share one.)
-type keyLocks struct {
-	mu    sync.Mutex
-	locks map[string]*keyLock
-}
-
-type keyLock struct {
-	mu   sync.Mutex
-	refs int
-}
-
-var recordLocks = keyLocks{locks: map[string]*keyLock{}}
-
-func (k *keyLocks) lock(key string) func() {
-	k.mu.Lock()
-	l := k.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		k.locks[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
-}
 
 // recordTarget resolves {org}, {kind} and, if withID, {id...}.
 func (n *Node) recordTarget(r *http.Request, withID bool) (*crdt.Replica, schema.Kind, string, error) {
@@ -240,17 +204,19 @@ func (n *Node) putRecord(r *http.Request) (RecordResult, error) {
 }
 
 // writeChecked stores rec (enc is its encoding) in rep after the checks
-// every local write passes: the schema's rules against the version stored
-// (append-only kinds, versions), the organisation's rules (eligibility,
-// finished executions), and on a gated node policy, with the record signed
-// (trust.go). A result is sealed to its recipients before it is signed
-// (results.go). Writes to one key are serialised. A write identical to the
+// every local write passes: schema.CheckWrite against the version the API
+// serves (which also tells a no-op), the writer's own eligibility rule
+// (checkEligible), and then the rules receivers run: on a gated node
+// checkSend decides the record signed, as it will be sent, with the
+// receivers' engine (policy.Decide); on an open node, which no receiver
+// checks, the record's own rules (checkRecordRules). A result is sealed
+// to its recipients before it is signed (results.go). Writes to one key are serialised. A write identical to the
 // stored record changes nothing and returns OutcomeNoOp once the record is
 // durable here (it may have arrived by replication, not yet fsynced); for
 // a sealed result "identical" compares the plaintext, opened here.
 func (n *Node) writeChecked(ctx context.Context, rep *crdt.Replica, rec schema.Record, enc []byte) (schema.Outcome, error) {
 	key := rec.Key()
-	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, rep.Org(), key))
+	unlock := n.lockRecord(rep.Org(), key)
 	defer unlock()
 	prev, err := getRecord(ctx, rep, key)
 	if err != nil && !errors.Is(err, crdt.ErrNotFound) {
@@ -269,11 +235,15 @@ func (n *Node) writeChecked(ctx context.Context, rep *crdt.Replica, rec schema.R
 	if outcome == schema.OutcomeNoOp {
 		return outcome, n.store.Sync(ctx)
 	}
-	if err := n.checkRules(ctx, rep, rec, outcome); err != nil {
+	if err := n.checkEligible(ctx, rep, rec, outcome); err != nil {
 		return schema.OutcomeRefused, err
 	}
-	if err := n.mayWriteOwn(ctx, rep, rec); err != nil {
-		return schema.OutcomeRefused, err
+	if !rep.Verified() {
+		// No receiver checks an open replica's records: of the rules,
+		// only those of the record itself apply.
+		if err := n.checkRecordRules(ctx, rep, rec); err != nil {
+			return schema.OutcomeRefused, err
+		}
 	}
 	sealed := true
 	if rec.Kind == schema.KindResults {
@@ -288,6 +258,9 @@ func (n *Node) writeChecked(ctx context.Context, rep *crdt.Replica, rec schema.R
 	if err != nil {
 		return schema.OutcomeRefused, err
 	}
+	if err := n.checkSend(ctx, rep, key, stored); err != nil {
+		return schema.OutcomeRefused, err
+	}
 	if err := rep.Put(ctx, key, stored); err != nil {
 		return schema.OutcomeRefused, err
 	}
@@ -297,37 +270,76 @@ func (n *Node) writeChecked(ctx context.Context, rep *crdt.Replica, rec schema.R
 	return outcome, nil
 }
 
-// checkRules enforces the rules that need other records: a result needs
-// its execution, finished; a new execution on a VM needs an eligibility of
+// checkEligible enforces the one rule of the organisation that only the
+// writing node applies: a new execution on a VM needs an eligibility of
 // its test-taker for its delivery in the organisation (checked when the
-// execution is created, so that an eligibility withdrawn mid-exam does not
-// stop the session being finished).
-func (n *Node) checkRules(ctx context.Context, rep *crdt.Replica, rec schema.Record, outcome schema.Outcome) error {
+// execution is created, so that an eligibility withdrawn mid-exam does
+// not stop the session being finished). Receivers do not apply it: which
+// write created an execution, and which eligibilities held then, is not
+// a function of the replicated state (an eligibility is deleted later).
+func (n *Node) checkEligible(ctx context.Context, rep *crdt.Replica, rec schema.Record, outcome schema.Outcome) error {
+	if rec.Kind != schema.KindExecutions || outcome != schema.OutcomeCreate || !n.cfg.Has(schema.RoleVM) {
+		return nil
+	}
 	b, err := rec.DecodeBody()
 	if err != nil {
 		return err
 	}
-	switch body := b.(type) {
-	case schema.Result:
-		exec, err := getRecord(ctx, rep, schema.Key(schema.KindExecutions, body.Execution))
-		if errors.Is(err, crdt.ErrNotFound) {
-			return fmt.Errorf("%w: execution %q is not stored in %s: write the execution first, then its result", errNoExecution, body.Execution, rec.Org)
-		}
-		if err != nil {
-			return err
-		}
-		return schema.CheckResult(*exec, rec)
-	case schema.Execution:
-		if outcome != schema.OutcomeCreate || !n.cfg.Has(schema.RoleVM) {
-			return nil
-		}
-		els, err := listRecords(ctx, rep, schema.KindEligibilities)
-		if err != nil {
-			return err
-		}
-		return schema.CheckEligible(rec.Org, body.TestTaker, body.Delivery, els)
+	body := b.(schema.Execution)
+	els, err := listRecords(ctx, rep, schema.KindEligibilities)
+	if err != nil {
+		return err
 	}
-	return nil
+	return schema.CheckEligible(rec.Org, body.TestTaker, body.Delivery, els)
+}
+
+// checkRecordRules applies, on an open replica, the rules of rec that
+// read another record (policy.CheckRecordRules: a result needs its
+// execution, finished). On a gated replica checkSend applies them with
+// every other rule.
+func (n *Node) checkRecordRules(ctx context.Context, rep *crdt.Replica, rec schema.Record) error {
+	var exec *schema.Record
+	if id, ok := policy.ExecutionOf(rec); ok && rec.Kind != schema.KindExecutions {
+		x, err := getRecord(ctx, rep, schema.Key(schema.KindExecutions, id))
+		if err != nil && !errors.Is(err, crdt.ErrNotFound) {
+			return err
+		}
+		exec = x
+	}
+	return sendError(policy.CheckRecordRules(rec, exec))
+}
+
+// checkSend runs, on the value this node is about to write at key (signed,
+// as it will be sent), the rules every receiver runs: crdt.Replica.Check,
+// policy.Decide with this node's verified view as the lookups. A value
+// receivers would refuse or park is refused here, with their reason
+// (sendError).
+func (n *Node) checkSend(ctx context.Context, rep *crdt.Replica, key string, value []byte) error {
+	return sendError(rep.Check(ctx, key, value))
+}
+
+// sendError is the API's error for a write the rules refuse. The
+// refusals the API named before the rules were one keep their codes: a
+// record waiting for its execution is errNoExecution; a writer's role,
+// organisation or ownership, schema.ErrRoleMayNotWrite; the schema's own
+// (append-only, not finished, reactivation in place, immutable fields)
+// their sentinels. Any other verdict (revoked, expired, replay, …) is
+// answered with its reason as the code (statusOf).
+func sendError(err error) error {
+	var v *policy.Verdict
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, policy.ErrUnknownExecution):
+		return fmt.Errorf("%w: %w", errNoExecution, err)
+	case !errors.As(err, &v):
+		return err
+	}
+	switch v.Reason {
+	case policy.ReasonRoleMayNotWrite, policy.ReasonNotOwner, policy.ReasonNotMember, policy.ReasonMisplaced:
+		return fmt.Errorf("%w: %w", schema.ErrRoleMayNotWrite, err)
+	}
+	return err
 }
 
 // getRecord reads and decodes the record at key.
@@ -383,7 +395,7 @@ func (n *Node) handleRecordDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := schema.Key(kind, id)
-	unlock := recordLocks.lock(fmt.Sprintf("%p/%s%s", n, rep.Org(), key))
+	unlock := n.lockRecord(rep.Org(), key)
 	defer unlock()
 	prev, err := getRecord(r.Context(), rep, key)
 	if err != nil {

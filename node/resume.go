@@ -66,7 +66,7 @@ func (n *Node) Resume(ctx context.Context, org, id string, force bool) (Resumed,
 		return Resumed{}, err
 	}
 	base, _ := schema.SplitExecutionVersionID(id)
-	unlock := recordLocks.lock(fmt.Sprintf("%p/%s/resume/%s", n, org, base))
+	unlock := n.lockResume(org, base)
 	defer unlock()
 
 	// The chain of versions that reached this VM.

@@ -61,9 +61,9 @@ func (n *Node) gated() bool { return n.own != nil }
 
 // verifyOptions are the replicas' view options (nil when open).
 func (n *Node) verifyOptions() (*crdt.VerifyOptions, error) {
-	tr, err := n.cfg.Trust()
-	if err != nil || tr == nil {
-		return nil, err
+	tr := n.trust // parsed once, in New
+	if tr == nil {
+		return nil, nil
 	}
 	return &crdt.VerifyOptions{Trust: *tr, Now: n.now, OnRevocation: n.onRevocation}, nil
 }
@@ -83,6 +83,16 @@ func (n *Node) writeOwnMembership(ctx context.Context, rep *crdt.Replica) error 
 	key := crdt.MembershipKey(n.own.Serial)
 	if ok, err := rep.Has(ctx, key); err != nil || ok {
 		return err
+	}
+	if err := rep.Check(ctx, key, n.own.Encode()); err != nil {
+		var v *policy.Verdict
+		if !errors.As(err, &v) {
+			return err
+		}
+		// Receivers would refuse it (a membership that does not cover
+		// the organisation): nothing to send.
+		n.log.Warn("this node's membership is not written into an organisation: receivers would refuse it", "org", rep.Org(), "reason", v.Reason, "err", err)
+		return nil
 	}
 	if err := rep.Put(ctx, key, n.own.Encode()); err != nil {
 		return fmt.Errorf("node: write this node's membership into %s: %w", rep.Org(), err)
@@ -142,35 +152,11 @@ func decodeStored(rep *crdt.Replica, v []byte) (schema.Record, error) {
 	return schema.Decode(v)
 }
 
-// mayWriteOwn applies, before signing, the rule every receiver applies:
-// the node's own membership may write rec (a VM only for executions it
-// runs, …).
-func (n *Node) mayWriteOwn(ctx context.Context, rep *crdt.Replica, rec schema.Record) error {
-	if !n.gated() {
-		return nil
-	}
-	wc := policy.WriteContext{Writer: *n.own, Org: rec.Org, Key: rec.Key(), Record: rec}
-	if id, ok := policy.ExecutionOf(rec); ok && rec.Kind != schema.KindExecutions {
-		x, err := getRecord(ctx, rep, schema.Key(schema.KindExecutions, id))
-		if err != nil && !errors.Is(err, crdt.ErrNotFound) {
-			return err
-		}
-		wc.Execution = x
-	}
-	if err := policy.MayWrite(wc); err != nil {
-		return fmt.Errorf("%w: %w", schema.ErrRoleMayNotWrite, err)
-	}
-	return nil
-}
-
 // Revoke stores a revocation the authority signed in every organisation
 // this node holds, so that it replicates to every member; this node's
 // mesh honours it at once.
 func (n *Node) Revoke(ctx context.Context, r policy.Revocation) error {
-	tr, err := n.cfg.Trust()
-	if err != nil {
-		return err
-	}
+	tr := n.trust // parsed once, in New
 	if tr == nil {
 		return fmt.Errorf("%w: this node runs open (no authority configured), so it has no use for revocations", ErrConfig)
 	}
@@ -181,6 +167,9 @@ func (n *Node) Revoke(ctx context.Context, r policy.Revocation) error {
 	var errs []error
 	for _, org := range n.Orgs() {
 		rep, err := n.Replica(org)
+		if err == nil {
+			err = n.checkSend(ctx, rep, crdt.RevocationKey(r), r.Encode())
+		}
 		if err == nil {
 			err = rep.Put(ctx, crdt.RevocationKey(r), r.Encode())
 		}
@@ -281,6 +270,9 @@ func (n *Node) deleteRecord(ctx context.Context, rep *crdt.Replica, key string, 
 	}
 	sealed, err := n.signRecord(ctx, enc)
 	if err != nil {
+		return err
+	}
+	if err := n.checkSend(ctx, rep, crdt.DeletionKey(key), sealed); err != nil {
 		return err
 	}
 	return rep.Apply(ctx, []crdt.Op{{Key: key, Delete: true}, {Key: crdt.DeletionKey(key), Value: sealed}})

@@ -157,3 +157,52 @@ func TestGatedNodeRefusesRawDeleteLikeRawPut(t *testing.T) {
 		t.Fatalf("the stored value after the refused raw delete: %v", err)
 	}
 }
+
+// A gated node refuses, before sending, what its receivers would refuse
+// (issue 15): once its membership is revoked, a record it writes would be
+// refused everywhere (ErrRevoked), so the API refuses it with the
+// receivers' reason and nothing is stored or sent.
+func TestGatedNodeRefusesWhatReceiversWould(t *testing.T) {
+	a, err := policy.GenerateAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := gatedCentral(t, a, t.TempDir())
+	defer n.Close()
+	m, err := policy.ParseMembership(n.Config().Membership)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rev, err := a.Revoke(policy.RevokeRequest{Network: "examnode", Peer: m.Peer, Serial: m.Serial, From: now.Add(-time.Minute)}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Revoke(context.Background(), rev); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := n.Replica("C1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := rep.Count(context.Background(), "/")
+	got := call(t, n, "PUT", recPath(schema.KindTestTakers, "tt1"), []byte(fixtures[schema.KindTestTakers][1]))
+	if got.status != http.StatusForbidden || got.err.Code != policy.ReasonRevoked || !strings.Contains(got.err.Error, "revoked") {
+		t.Fatalf("write under a revoked membership: %d %s; want 403 %s", got.status, got.body, policy.ReasonRevoked)
+	}
+	if _, err := rep.GetRaw(context.Background(), "/test-takers/tt1"); err == nil {
+		t.Fatal("the refused record was stored")
+	}
+	if after, _ := rep.Count(context.Background(), "/"); after != before {
+		t.Fatalf("%d records after the refused write, want %d", after, before)
+	}
+	refs, err := rep.Refusals(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range refs {
+		if r.Key == "/test-takers/tt1" {
+			t.Fatalf("the view refused %+v: the write was sent", r)
+		}
+	}
+}

@@ -54,18 +54,22 @@
 // serve O's blocks and heads (bitswap, heads exchange, bulk pull) only to
 // peers passing MayRead(m, O).
 //
-// The record-arrival path (crdt): the value stored at a key is
-// EncodeSigned(sr). For each arriving value: DecodeSigned; find the
-// membership whose Serial is sr.Membership (memberships the node knows:
-// from hellos, or replicated); CheckSigned(sr, m, revs, trust, now);
-// schema.Decode(sr.Record); MayWrite with where it arrived and one lookup
-// (ExecutionOf); then
-// schema.CheckWrite against the stored record and CheckReplay against the
-// stored record's Seq when the same writer wrote it. ErrUnknownExecution
-// means "not yet": park the record until its execution arrives. Writers
-// sign with Sign and a sequence from NextSeq. Deletes carry no value in
-// go-ds-crdt, so they cannot be signed: the crdt layer must refuse bare
-// deletes from the network or represent a delete as a signed record.
+// The write rules (crdt and node): Decide is the one rule engine. The
+// value stored at a key is EncodeSigned(sr); for one key, Decide takes the
+// elements go-ds-crdt merged there and Lookups (the memberships and
+// revocations the view holds, its executions and deletions) and, per
+// element: DecodeSigned; the membership whose Serial is sr.Membership
+// (else parked); CheckSignedVerified; schema.Decode(sr.Record); MayWrite
+// with where it arrived and one lookup (ExecutionOf); CheckRecordRules;
+// CheckReplay per writer over earlier deltas; schema.CheckWrite over the
+// key's versions; signed deletions at DeletionKey. ErrUnknownExecution and
+// schema.ErrNotFinished mean "not yet": the element is parked until its
+// execution changes. Every receiver's verified view runs Decide on what
+// arrives; every sender runs it on the element it is about to send, beside
+// its own view's elements (crdt.Replica.Check), so the sender refuses
+// exactly what receivers refuse. Writers sign with Sign and a sequence
+// from NextSeq. Deletes carry no value in go-ds-crdt, so they cannot be
+// signed: a delete is also a signed record at DeletionKey.
 //
 // Sealing (node, with package bundle): a bundle is sealed to
 // SealRecipients, a result's variables to ResultRecipients (the same peers

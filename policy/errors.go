@@ -66,6 +66,10 @@ var (
 	// ErrRetentionLocked: a node's retention rule shorter than the locked
 	// rule central set for the organisation.
 	ErrRetentionLocked = errors.New("policy: retention rule locked")
+	// ErrReservedKey: a value at a reserved key ("/_…") that is neither a
+	// membership, a revocation nor a signed deletion: records of the
+	// schema never start with "/_".
+	ErrReservedKey = errors.New("policy: reserved key")
 	// ErrForbiddenProperty: a property name that must never be stored. The
 	// error also wraps schema.ErrForbiddenProperty.
 	ErrForbiddenProperty = errors.New("policy: forbidden property")

@@ -533,3 +533,65 @@ func TestScenario6_SessionFailover(t *testing.T) {
 		"vm1 SIGKILLed; the session resumed on vm2 %.2fs later as e1.v2 with %d of %d logs so far; central converged %.2fs after the heal; records checked %d; records lost %d",
 		heldTimes[len(heldTimes)/2].Seconds(), heldTimes[len(heldTimes)-1].Seconds(), logs, took.Seconds(), len(res.Logs), logs, healed.Seconds(), len(want), lost(n, "central", want))
 }
+
+// Scenario 7: a centre's LAN splits while the WAN is down ({vm1, vm2} |
+// {vm3}), both sides write, and the LAN heals with the WAN still down.
+// The VMs must find each other again over the LAN alone, however long
+// they were apart: peers met on the LAN are remembered and redialled
+// (mesh/mdns.go), since mDNS reports a peer once and central, the other
+// way back, is away. Issue 17 §4 targets: connected ≤ 10 s, converged
+// ≤ 15 s after the heal (figures in the MEASURED line).
+func TestScenario7_LANSplitHealsWithoutCentral(t *testing.T) {
+	n := New(t, centre(3))
+	vms := vmNames(3)
+	for _, vm := range vms {
+		n.Eventually(90*time.Second, vm+" connected to both other VMs by mDNS", func() (bool, string) {
+			k, err := lanPeers(n, vm)
+			return k == 2, fmt.Sprintf("%d LAN peers connected, err %v", k, err)
+		})
+	}
+	n.CutWAN("central")
+	n.CutWAN("vm3") // vm3's only link: the LAN splits {vm1, vm2} | {vm3}
+	for _, vm := range []string{"vm1", "vm2"} {
+		n.Eventually(90*time.Second, vm+" sees vm3 gone", func() (bool, string) {
+			k, err := lanPeers(n, vm)
+			return k == 1, fmt.Sprintf("%d LAN peers connected, err %v", k, err)
+		})
+	}
+	// Both sides write while apart; the split lasts well past the dials
+	// that mDNS's one report would have made.
+	want := examOnVMs(t, n, []string{"vm1", "vm3"}, 10, 3)
+	apart := time.Now()
+	left := map[string]string{}
+	for k, v := range want {
+		if strings.Contains(k, "vm1") {
+			left[k] = v
+		}
+	}
+	converge(n, []string{"vm2"}, left, 60*time.Second)
+	n.Eventually(90*time.Second, "the split has lasted 45 s", func() (bool, string) {
+		return time.Since(apart) > 45*time.Second, "apart for " + time.Since(apart).Round(time.Second).String()
+	})
+	if got, err := n.Records("vm3", org); err == nil {
+		for k := range left {
+			if _, ok := got[k]; ok {
+				t.Fatalf("vm3 holds %s while cut off: the split did not split", k)
+			}
+		}
+	}
+
+	n.HealWAN("vm3") // the LAN is whole again; central stays cut off
+	healed := time.Now()
+	for _, vm := range vms {
+		n.Eventually(60*time.Second, vm+" connected to both other VMs again", func() (bool, string) {
+			k, err := lanPeers(n, vm)
+			return k == 2, fmt.Sprintf("%d LAN peers connected, err %v", k, err)
+		})
+	}
+	connected := time.Since(healed)
+	converge(n, vms, want, 60*time.Second)
+	converged := time.Since(healed)
+	sameContents(t, n, vms)
+	t.Logf("MEASURED scenario 7: after the LAN heal (WAN cut throughout) the VMs reconnected in %.2fs and converged in %.2fs (targets 10 s and 15 s); %d records written while apart; lost %d",
+		connected.Seconds(), converged.Seconds(), len(want), lost(n, "vm3", want))
+}
