@@ -86,14 +86,14 @@ func benchSignedVerifiedPut32(b *testing.B, check bool) {
 	}
 	defer s.Close()
 	opts := DefaultOptions(testOrg)
-	opts.Verify = &VerifyOptions{Trust: w.trust, Now: func() time.Time { return tw0.Add(time.Hour) }}
+	opts.Verify = &VerifyOptions{Trust: w.Trust, Now: func() time.Time { return tw0.Add(time.Hour) }}
 	r, err := NewReplica(opts, Deps{Store: s, DAG: orgDAG(s, testOrg)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer r.Close()
 	ctx := context.Background()
-	if err := r.Put(ctx, MembershipKey(w.central.m.Serial), w.central.m.Encode()); err != nil {
+	if err := r.Put(ctx, MembershipKey(w.Central.M.Serial), w.Central.M.Encode()); err != nil {
 		b.Fatal(err)
 	}
 	base := delivery(b, "Maths")
@@ -116,7 +116,7 @@ func benchSignedVerifiedPut32(b *testing.B, check bool) {
 					b.Error(err)
 					return
 				}
-				sr, err := policy.Sign(w.central.priv, w.central.m, enc, uint64(i), tw0)
+				sr, err := policy.Sign(w.Central.Priv, w.Central.M, enc, uint64(i), tw0)
 				if err != nil {
 					b.Error(err)
 					return
@@ -159,19 +159,19 @@ func BenchmarkViewRebuild(b *testing.B) {
 	}
 	defer s.Close()
 	opts := DefaultOptions(testOrg)
-	opts.Verify = &VerifyOptions{Trust: w.trust, Now: func() time.Time { return tw0.Add(time.Hour) }}
+	opts.Verify = &VerifyOptions{Trust: w.Trust, Now: func() time.Time { return tw0.Add(time.Hour) }}
 	r, err := NewReplica(opts, Deps{Store: s, DAG: offlineDAG(s)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	ops := []Op{{Key: MembershipKey(w.central.m.Serial), Value: w.central.m.Encode()}}
+	ops := []Op{{Key: MembershipKey(w.Central.M.Serial), Value: w.Central.M.Encode()}}
 	base := delivery(b, "Maths")
 	for i := range n {
 		rec := base
 		rec.ID = fmt.Sprintf("d%09d", i)
 		enc, _ := schema.Encode(rec)
-		sr, err := policy.Sign(w.central.priv, w.central.m, enc, uint64(i+1), tw0)
+		sr, err := policy.Sign(w.Central.Priv, w.Central.M, enc, uint64(i+1), tw0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -222,8 +222,8 @@ func BenchmarkViewRebuild(b *testing.B) {
 // without the store: decode, verify the signature, policy.
 func BenchmarkDecideOneRecord(b *testing.B) {
 	w := newTrustWorld(b)
-	v := w.central.sign(b, delivery(b, "Maths"), 0)
-	l := policy.Lookups{Org: testOrg, Trust: w.trust, Now: tw0.Add(time.Hour), Members: w.members,
+	v := w.Central.Sign(b, delivery(b, "Maths"), 0)
+	l := policy.Lookups{Org: testOrg, Trust: w.Trust, Now: tw0.Add(time.Hour), Members: w.Members,
 		Execution: func(string) (*schema.Record, bool) { return nil, false }}
 	elems := []policy.Element{{Block: "a", Priority: 1, Value: v}}
 	b.ResetTimer()
@@ -244,7 +244,7 @@ func BenchmarkSignOneRecord(b *testing.B) {
 	}
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := policy.Sign(w.central.priv, w.central.m, enc, uint64(i+1), tw0); err != nil {
+		if _, err := policy.Sign(w.Central.Priv, w.Central.M, enc, uint64(i+1), tw0); err != nil {
 			b.Fatal(err)
 		}
 	}

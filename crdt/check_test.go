@@ -20,28 +20,28 @@ import (
 func TestSenderRefusesWhatReceiversRefuse(t *testing.T) {
 	ctx := context.Background()
 	w := newTrustWorld(t)
-	c, v1, v2, v3 := w.central, w.vm1, w.vm2, w.vm3
+	c, v1, v2, v3 := w.Central, w.VM1, w.VM2, w.VM3
 	// vm4 of C1: a membership that expired an hour after tw0.
-	v4 := &testPeer{priv: v2.priv, id: v2.id}
-	m4, err := w.auth.Grant(policy.GrantRequest{Network: "test", Peer: v2.id, Role: schema.RoleVM, Orgs: []string{testOrg},
+	v4 := &testPeer{Priv: v2.Priv, ID: v2.ID}
+	m4, err := w.Auth.Grant(policy.GrantRequest{Network: "test", Peer: v2.ID, Role: schema.RoleVM, Orgs: []string{testOrg},
 		NotBefore: tw0.Add(-time.Hour), Expires: tw0.Add(time.Hour)}, tw0.Add(-time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	v4.m = m4
+	v4.M = m4
 	// vm5 of C1: a membership this replica has never seen.
-	v5 := &testPeer{priv: v1.priv, id: v1.id}
-	if v5.m, err = w.auth.Grant(policy.GrantRequest{Network: "test", Peer: v1.id, Role: schema.RoleVM, Orgs: []string{testOrg},
+	v5 := &testPeer{Priv: v1.Priv, ID: v1.ID}
+	if v5.M, err = w.Auth.Grant(policy.GrantRequest{Network: "test", Peer: v1.ID, Role: schema.RoleVM, Orgs: []string{testOrg},
 		NotBefore: tw0.Add(-time.Hour), Expires: tw0.Add(time.Hour * 24)}, tw0.Add(-time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	// vm6 of C1: revoked from tw0+30m.
-	v6 := &testPeer{priv: v3.priv, id: v3.id}
-	if v6.m, err = w.auth.Grant(policy.GrantRequest{Network: "test", Peer: v3.id, Role: schema.RoleVM, Orgs: []string{testOrg},
+	v6 := &testPeer{Priv: v3.Priv, ID: v3.ID}
+	if v6.M, err = w.Auth.Grant(policy.GrantRequest{Network: "test", Peer: v3.ID, Role: schema.RoleVM, Orgs: []string{testOrg},
 		NotBefore: tw0.Add(-time.Hour), Expires: tw0.Add(time.Hour * 24)}, tw0.Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	rev, err := w.auth.Revoke(revokeRequest(v6, tw0.Add(30*time.Minute)), tw0)
+	rev, err := w.Auth.Revoke(revokeRequest(v6, tw0.Add(30*time.Minute)), tw0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,18 +52,18 @@ func TestSenderRefusesWhatReceiversRefuse(t *testing.T) {
 		key   string
 		value []byte
 	}{
-		{MembershipKey(c.m.Serial), c.m.Encode()},
-		{MembershipKey(v1.m.Serial), v1.m.Encode()},
-		{MembershipKey(v2.m.Serial), v2.m.Encode()},
-		{MembershipKey(v4.m.Serial), v4.m.Encode()},
-		{MembershipKey(v6.m.Serial), v6.m.Encode()},
+		{MembershipKey(c.M.Serial), c.M.Encode()},
+		{MembershipKey(v1.M.Serial), v1.M.Encode()},
+		{MembershipKey(v2.M.Serial), v2.M.Encode()},
+		{MembershipKey(v4.M.Serial), v4.M.Encode()},
+		{MembershipKey(v6.M.Serial), v6.M.Encode()},
 		{RevocationKey(rev), rev.Encode()},
-		{"/deliveries/d1", c.sign(t, delivery(t, "Maths"), 0)},
-		{"/executions/e1", v1.sign(t, execution(t, "e1", v1.id, "active"), 0)},
-		{"/executions/e1", v1.sign(t, execution(t, "e1", v1.id, "finished"), time.Hour)},
-		{"/executions/e3", v1.sign(t, execution(t, "e3", v1.id, "active"), 0)},
-		{"/results/e1", v1.sign(t, result(t, "e1", "7.5"), time.Hour)},
-		{logRec.Key(), v1.sign(t, logRec, time.Minute)},
+		{"/deliveries/d1", c.Sign(t, delivery(t, "Maths"), 0)},
+		{"/executions/e1", v1.Sign(t, execution(t, "e1", v1.ID, "active"), 0)},
+		{"/executions/e1", v1.Sign(t, execution(t, "e1", v1.ID, "finished"), time.Hour)},
+		{"/executions/e3", v1.Sign(t, execution(t, "e3", v1.ID, "active"), 0)},
+		{"/results/e1", v1.Sign(t, result(t, "e1", "7.5"), time.Hour)},
+		{logRec.Key(), v1.Sign(t, logRec, time.Minute)},
 	}
 	ss, rs := openStore(t, t.TempDir()), openStore(t, t.TempDir())
 	sender, receiver := verifiedReplica(t, ss, w, nil), verifiedReplica(t, rs, w, nil)
@@ -82,53 +82,53 @@ func TestSenderRefusesWhatReceiversRefuse(t *testing.T) {
 		}
 	}
 
-	forged := c.sign(t, delivery(t, "Physics"), 2*time.Hour)
+	forged := c.Sign(t, delivery(t, "Physics"), 2*time.Hour)
 	forged[len(forged)-70] ^= 1
 	replayed := func() []byte { // vm1 signs e1 again with an old sequence number
-		seq := v1.seq
-		v1.seq = 1
-		defer func() { v1.seq = seq }()
-		return v1.sign(t, execution(t, "e1", v1.id, "finished"), 2*time.Hour)
+		seq := v1.Seq
+		v1.Seq = 1
+		defer func() { v1.Seq = seq }()
+		return v1.Sign(t, execution(t, "e1", v1.ID, "finished"), 2*time.Hour)
 	}
-	e1Moved := execution(t, "e1", v1.id, "finished")
+	e1Moved := execution(t, "e1", v1.ID, "finished")
 	e1Moved.Body = bytes.Replace(e1Moved.Body, []byte(`"d1"`), []byte(`"d2"`), 1)
 	cases := []struct {
 		rule, key string
 		value     []byte
 		want      string // "" accepted
 	}{
-		{"valid delivery by central", "/deliveries/d2", c.sign(t, mustRecord(t, "d2", deliveryBody(t, "Chemistry")), time.Hour), ""},
-		{"valid execution by its vm", "/executions/e4", v1.sign(t, execution(t, "e4", v1.id, "active"), time.Hour), ""},
-		{"valid deletion by central", DeletionKey("/deliveries/d1"), c.sign(t, delivery(t, "Maths"), 2*time.Hour), ""},
+		{"valid delivery by central", "/deliveries/d2", c.Sign(t, mustRecord(t, "d2", deliveryBody(t, "Chemistry")), time.Hour), ""},
+		{"valid execution by its vm", "/executions/e4", v1.Sign(t, execution(t, "e4", v1.ID, "active"), time.Hour), ""},
+		{"valid deletion by central", DeletionKey("/deliveries/d1"), c.Sign(t, delivery(t, "Maths"), 2*time.Hour), ""},
 		{"valid result log", schema.Key(schema.KindResultLogs, schema.LogID("e1", 2)),
-			v1.sign(t, mustRecord(t, schema.LogID("e1", 2), schema.ResultLog{Execution: "e1", Seq: 2, At: tw0, Event: "item-response"}), time.Hour), ""},
+			v1.Sign(t, mustRecord(t, schema.LogID("e1", 2), schema.ResultLog{Execution: "e1", Seq: 2, At: tw0, Event: "item-response"}), time.Hour), ""},
 		{"bad signature", "/deliveries/d1", forged, ReasonBadSignature},
 		{"not a signed record", "/deliveries/d1", []byte("hello"), ReasonMalformed},
-		{"no membership here", "/executions/e5", v5.sign(t, execution(t, "e5", v1.id, "active"), 0), ReasonUnknownMembership},
-		{"membership revoked", "/executions/e6", v6.sign(t, execution(t, "e6", v3.id, "active"), time.Hour), ReasonRevoked},
-		{"membership expired", "/executions/e7", v4.sign(t, execution(t, "e7", v2.id, "active"), 2*time.Hour), ReasonExpired},
-		{"signed in the future", "/executions/e8", v1.sign(t, execution(t, "e8", v1.id, "active"), 5*time.Hour), ReasonFuture},
+		{"no membership here", "/executions/e5", v5.Sign(t, execution(t, "e5", v1.ID, "active"), 0), ReasonUnknownMembership},
+		{"membership revoked", "/executions/e6", v6.Sign(t, execution(t, "e6", v3.ID, "active"), time.Hour), ReasonRevoked},
+		{"membership expired", "/executions/e7", v4.Sign(t, execution(t, "e7", v2.ID, "active"), 2*time.Hour), ReasonExpired},
+		{"signed in the future", "/executions/e8", v1.Sign(t, execution(t, "e8", v1.ID, "active"), 5*time.Hour), ReasonFuture},
 		// Its membership is never stored here (see the last cases), so
 		// what it signs waits for it.
-		{"vm of another organisation", "/executions/e9", v3.sign(t, execution(t, "e9", v3.id, "active"), 0), ReasonUnknownMembership},
-		{"vm writes a central kind", "/deliveries/d1", v1.sign(t, delivery(t, "VM's"), time.Hour), ReasonRoleMayNotWrite},
-		{"vm writes another vm's result", "/results/e1", v2.sign(t, result(t, "e1", "10"), time.Hour), ReasonNotOwner},
-		{"vm takes over another vm's execution", "/executions/e1", v2.sign(t, execution(t, "e1", v2.id, "finished"), 2*time.Hour), ReasonNotOwner},
-		{"record at another key", "/deliveries/d9", c.sign(t, delivery(t, "Maths"), time.Hour), ReasonMisplaced},
+		{"vm of another organisation", "/executions/e9", v3.Sign(t, execution(t, "e9", v3.ID, "active"), 0), ReasonUnknownMembership},
+		{"vm writes a central kind", "/deliveries/d1", v1.Sign(t, delivery(t, "VM's"), time.Hour), ReasonRoleMayNotWrite},
+		{"vm writes another vm's result", "/results/e1", v2.Sign(t, result(t, "e1", "10"), time.Hour), ReasonNotOwner},
+		{"vm takes over another vm's execution", "/executions/e1", v2.Sign(t, execution(t, "e1", v2.ID, "finished"), 2*time.Hour), ReasonNotOwner},
+		{"record at another key", "/deliveries/d9", c.Sign(t, delivery(t, "Maths"), time.Hour), ReasonMisplaced},
 		{"replay", "/executions/e1", replayed(), ReasonReplay},
-		{"append-only", "/results/e1", v1.sign(t, result(t, "e1", "9.5"), 2*time.Hour), ReasonAppendOnly},
-		{"result of an unfinished execution", "/results/e3", v1.sign(t, result(t, "e3", "5"), time.Hour), ReasonNotFinished},
+		{"append-only", "/results/e1", v1.Sign(t, result(t, "e1", "9.5"), 2*time.Hour), ReasonAppendOnly},
+		{"result of an unfinished execution", "/results/e3", v1.Sign(t, result(t, "e3", "5"), time.Hour), ReasonNotFinished},
 		{"result log before its execution", schema.Key(schema.KindResultLogs, schema.LogID("e9", 1)),
-			v1.sign(t, mustRecord(t, schema.LogID("e9", 1), schema.ResultLog{Execution: "e9", Seq: 1, At: tw0, Event: "item-response"}), time.Hour), ReasonUnknownExecution},
-		{"reactivation in place", "/executions/e1", v1.sign(t, execution(t, "e1", v1.id, "active"), 2*time.Hour), ReasonReactivateInPlace},
-		{"immutable field", "/executions/e1", v1.sign(t, e1Moved, 2*time.Hour), ReasonInvalid},
-		{"deletion by a vm", DeletionKey("/executions/e3"), v1.sign(t, execution(t, "e3", v1.id, "active"), 2*time.Hour), ReasonRoleMayNotWrite},
-		{"deletion of exam evidence", DeletionKey("/results/e1"), c.sign(t, result(t, "e1", "7.5"), 2*time.Hour), ReasonRoleMayNotWrite},
-		{"deletion stored for another record", DeletionKey("/deliveries/d2"), c.sign(t, delivery(t, "Maths"), 2*time.Hour), ReasonMisplaced},
-		{"reserved key", "/_other/x", c.m.Encode(), ReasonReservedKey},
-		{"membership at another serial's key", MembershipKey(v2.m.Serial), c.m.Encode(), ReasonMisplaced},
-		{"membership of another organisation", MembershipKey(v3.m.Serial), v3.m.Encode(), ReasonNotMember},
-		{"valid membership", MembershipKey(v5.m.Serial), v5.m.Encode(), ""},
+			v1.Sign(t, mustRecord(t, schema.LogID("e9", 1), schema.ResultLog{Execution: "e9", Seq: 1, At: tw0, Event: "item-response"}), time.Hour), ReasonUnknownExecution},
+		{"reactivation in place", "/executions/e1", v1.Sign(t, execution(t, "e1", v1.ID, "active"), 2*time.Hour), ReasonReactivateInPlace},
+		{"immutable field", "/executions/e1", v1.Sign(t, e1Moved, 2*time.Hour), ReasonInvalid},
+		{"deletion by a vm", DeletionKey("/executions/e3"), v1.Sign(t, execution(t, "e3", v1.ID, "active"), 2*time.Hour), ReasonRoleMayNotWrite},
+		{"deletion of exam evidence", DeletionKey("/results/e1"), c.Sign(t, result(t, "e1", "7.5"), 2*time.Hour), ReasonRoleMayNotWrite},
+		{"deletion stored for another record", DeletionKey("/deliveries/d2"), c.Sign(t, delivery(t, "Maths"), 2*time.Hour), ReasonMisplaced},
+		{"reserved key", "/_other/x", c.M.Encode(), ReasonReservedKey},
+		{"membership at another serial's key", MembershipKey(v2.M.Serial), c.M.Encode(), ReasonMisplaced},
+		{"membership of another organisation", MembershipKey(v3.M.Serial), v3.M.Encode(), ReasonNotMember},
+		{"valid membership", MembershipKey(v5.M.Serial), v5.M.Encode(), ""},
 	}
 	seen := map[string]bool{} // refusals of earlier cases, by key and block
 	for _, tc := range cases {
@@ -174,7 +174,7 @@ func TestSenderRefusesWhatReceiversRefuse(t *testing.T) {
 		})
 	}
 	// A reserved key is refused with a sentinel, not by its text.
-	if err := sender.Check(ctx, "/_other/x", c.m.Encode()); !errors.Is(err, policy.ErrReservedKey) {
+	if err := sender.Check(ctx, "/_other/x", c.M.Encode()); !errors.Is(err, policy.ErrReservedKey) {
 		t.Fatalf("reserved key: %v", err)
 	}
 }

@@ -33,7 +33,7 @@ func (h *hookLog) get(k string) []byte {
 func verifiedReplica(t *testing.T, s *Store, w *trustWorld, h *hookLog) *Replica {
 	t.Helper()
 	opts := DefaultOptions(testOrg)
-	opts.Verify = &VerifyOptions{Trust: w.trust, Now: func() time.Time { return tw0.Add(3 * time.Hour) }}
+	opts.Verify = &VerifyOptions{Trust: w.Trust, Now: func() time.Time { return tw0.Add(3 * time.Hour) }}
 	if h != nil {
 		opts.OnPut = h.put
 	}
@@ -71,12 +71,12 @@ func TestVerifiedViewKeepsLegitimateValue(t *testing.T) {
 	s := openStore(t, dir)
 	h := &hookLog{puts: map[string][]byte{}}
 	r := verifiedReplica(t, s, w, h)
-	d1 := w.central.sign(t, delivery(t, "Maths"), 0)
-	vmD := w.vm1.sign(t, delivery(t, "Forged by a VM"), 0)
-	r1 := w.vm1.sign(t, result(t, "e1", "7.5"), time.Hour)
-	e1 := w.vm1.sign(t, execution(t, "e1", w.vm1.id, "finished"), time.Hour)
+	d1 := w.Central.Sign(t, delivery(t, "Maths"), 0)
+	vmD := w.VM1.Sign(t, delivery(t, "Forged by a VM"), 0)
+	r1 := w.VM1.Sign(t, result(t, "e1", "7.5"), time.Hour)
+	e1 := w.VM1.Sign(t, execution(t, "e1", w.VM1.ID, "finished"), time.Hour)
 
-	mustPut(t, r, MembershipKey(w.central.m.Serial), w.central.m.Encode())
+	mustPut(t, r, MembershipKey(w.Central.M.Serial), w.Central.M.Encode())
 	mustPut(t, r, "/deliveries/d1", d1)
 	mustPut(t, r, "/results/e1", r1) // before its execution: parked
 	if _, err := r.Get(ctx, "/results/e1"); !errors.Is(err, ErrNotFound) {
@@ -86,7 +86,7 @@ func TestVerifiedViewKeepsLegitimateValue(t *testing.T) {
 		// vm1's membership is not here yet either: parked on that first.
 		t.Logf("parked: %d", st.RecordsParked)
 	}
-	mustPut(t, r, MembershipKey(w.vm1.m.Serial), w.vm1.m.Encode())
+	mustPut(t, r, MembershipKey(w.VM1.M.Serial), w.VM1.M.Encode())
 	mustPut(t, r, "/executions/e1", e1)
 	if got := mustGet(t, r, "/results/e1"); !bytes.Equal(got, r1) {
 		t.Fatal("the parked result was not accepted once its execution arrived")
@@ -107,7 +107,7 @@ func TestVerifiedViewKeepsLegitimateValue(t *testing.T) {
 		t.Fatalf("stats: refused %v, parked %d", st.RecordsRefused, st.RecordsParked)
 	}
 	refs, err := r.Refusals(ctx, 0)
-	if err != nil || len(refs) != 1 || refs[0].Key != "/deliveries/d1" || refs[0].Writer != w.vm1.id {
+	if err != nil || len(refs) != 1 || refs[0].Key != "/deliveries/d1" || refs[0].Writer != w.VM1.ID {
 		t.Fatalf("refusals: %+v, %v", refs, err)
 	}
 	list, err := r.List(ctx, "/deliveries", false, 0, 0)
@@ -171,21 +171,21 @@ func TestRevocationArrivingLaterRefusesWhatWasSignedAfter(t *testing.T) {
 	var revoked []string
 	var mu sync.Mutex
 	opts := DefaultOptions(testOrg)
-	opts.Verify = &VerifyOptions{Trust: w.trust, Now: func() time.Time { return tw0.Add(3 * time.Hour) },
+	opts.Verify = &VerifyOptions{Trust: w.Trust, Now: func() time.Time { return tw0.Add(3 * time.Hour) },
 		OnRevocation: func(r policyRevocation) { mu.Lock(); revoked = append(revoked, r.Peer); mu.Unlock() }}
 	r, err := NewReplica(opts, Deps{Store: s, DAG: offlineDAG(s)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	v2 := w.vm2
-	early := v2.sign(t, execution(t, "e2", v2.id, "active"), 0)
-	late := v2.sign(t, execution(t, "e3", v2.id, "active"), time.Hour)
-	mustPut(t, r, MembershipKey(v2.m.Serial), v2.m.Encode())
+	v2 := w.VM2
+	early := v2.Sign(t, execution(t, "e2", v2.ID, "active"), 0)
+	late := v2.Sign(t, execution(t, "e3", v2.ID, "active"), time.Hour)
+	mustPut(t, r, MembershipKey(v2.M.Serial), v2.M.Encode())
 	mustPut(t, r, "/executions/e2", early)
 	mustPut(t, r, "/executions/e3", late)
 	mustGet(t, r, "/executions/e3")
-	rev, err := w.auth.Revoke(revokeRequest(v2, tw0.Add(30*time.Minute)), tw0)
+	rev, err := w.Auth.Revoke(revokeRequest(v2, tw0.Add(30*time.Minute)), tw0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestRevocationArrivingLaterRefusesWhatWasSignedAfter(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(revoked) != 1 || revoked[0] != v2.id {
+	if len(revoked) != 1 || revoked[0] != v2.ID {
 		t.Fatalf("OnRevocation: %v", revoked)
 	}
 }
@@ -220,7 +220,7 @@ func TestVerifiedReplicaCatchesUp(t *testing.T) {
 	ba.peers, bb.peers = []*chanBroadcaster{bb}, []*chanBroadcaster{ba}
 	mk := func(s *Store, bc Broadcaster) *Replica {
 		opts := DefaultOptions(testOrg)
-		opts.Verify = &VerifyOptions{Trust: w.trust, Now: func() time.Time { return tw0.Add(time.Hour) }}
+		opts.Verify = &VerifyOptions{Trust: w.Trust, Now: func() time.Time { return tw0.Add(time.Hour) }}
 		r, err := NewReplica(opts, Deps{Store: s, DAG: dag, Broadcaster: bc})
 		if err != nil {
 			t.Fatal(err)
@@ -229,12 +229,12 @@ func TestVerifiedReplicaCatchesUp(t *testing.T) {
 	}
 	a := mk(sa, ba)
 	ctx := context.Background()
-	ops := []Op{{Key: MembershipKey(w.central.m.Serial), Value: w.central.m.Encode()}}
+	ops := []Op{{Key: MembershipKey(w.Central.M.Serial), Value: w.Central.M.Encode()}}
 	base := delivery(t, "Maths")
 	for i := range n {
 		rec := base
 		rec.ID = fmt.Sprintf("d%06d", i)
-		ops = append(ops, Op{Key: rec.Key(), Value: w.central.sign(t, rec, 0)})
+		ops = append(ops, Op{Key: rec.Key(), Value: w.Central.Sign(t, rec, 0)})
 		if len(ops) == 500 || i == n-1 {
 			if err := a.Apply(ctx, ops); err != nil {
 				t.Fatal(err)

@@ -2,152 +2,76 @@ package policy_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-
+	"github.com/examnode/examnode/internal/trusttest"
 	"github.com/examnode/examnode/policy"
 	"github.com/examnode/examnode/schema"
 )
 
 const dOrg = orgA
 
-var tw0 = time.Date(2026, 6, 1, 8, 0, 0, 0, time.UTC)
+var tw0 = trusttest.T0
 
-type dPeer struct {
-	priv crypto.PrivKey
-	id   string
-	m    policy.Membership
-	seq  uint64
-}
+// The rule engine's fixture (internal/trusttest), shared with crdt's
+// tests: an authority, central, vm1 and vm2 of dOrg, vm3 of C2.
+type (
+	dPeer  = trusttest.Peer
+	dWorld = trusttest.World
+)
 
-// dWorld is an authority, a central node and three VMs (vm1, vm2 of
-// C1; vm3 of C2), memberships valid from tw0 for a year.
-type dWorld struct {
-	auth                   *policy.Authority
-	trust                  policy.Trust
-	central, vm1, vm2, vm3 *dPeer
-}
+func newDWorld(t testing.TB) *dWorld { return trusttest.NewWorld(t, dOrg) }
 
-func newDWorld(t testing.TB) *dWorld {
-	t.Helper()
-	a, err := policy.GenerateAuthority()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &dWorld{auth: a, trust: policy.Trust{Network: "test", Authority: a.Public(), ClockSkew: time.Minute}}
-	mk := func(seed byte, role schema.Role, orgs ...string) *dPeer {
-		priv, _, err := crypto.GenerateEd25519Key(bytes.NewReader(bytes.Repeat([]byte{seed}, 32)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		id, _ := peer.IDFromPrivateKey(priv)
-		req := policy.GrantRequest{Network: "test", Peer: id.String(), Role: role, Orgs: orgs, AllOrgs: len(orgs) == 0,
-			NotBefore: tw0.Add(-time.Hour), Expires: tw0.Add(365 * 24 * time.Hour)}
-		m, err := a.Grant(req, tw0.Add(-time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return &dPeer{priv: priv, id: id.String(), m: m}
-	}
-	w.central = mk(1, schema.RoleCentral)
-	w.vm1 = mk(2, schema.RoleVM, dOrg)
-	w.vm2 = mk(3, schema.RoleVM, dOrg)
-	w.vm3 = mk(4, schema.RoleVM, "C2")
-	return w
-}
-
-func (w *dWorld) members(s policy.Serial) (policy.Membership, bool) {
-	for _, p := range []*dPeer{w.central, w.vm1, w.vm2, w.vm3} {
-		if p.m.Serial == s {
-			return p.m, true
-		}
-	}
-	return policy.Membership{}, false
-}
-
-// sign signs rec as p at tw0+offset, with p's next sequence number.
-func (p *dPeer) sign(t testing.TB, rec schema.Record, offset time.Duration) []byte {
-	t.Helper()
-	enc, err := schema.Encode(rec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.seq++
-	sr, err := policy.Sign(p.priv, p.m, enc, p.seq, tw0.Add(offset))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return policy.EncodeSigned(sr)
-}
+var fixture = &trusttest.World{Org: dOrg}
 
 func dRecord(t testing.TB, id string, body schema.Body) schema.Record {
-	t.Helper()
-	r, err := schema.NewRecord(dOrg, id, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return fixture.Record(t, id, body)
 }
-
-func dDelivery(t testing.TB, label string) schema.Record {
-	return dRecord(t, "d1", schema.Delivery{Label: label, Opens: tw0, Closes: tw0.Add(10 * time.Hour), MaxAttempts: 1,
-		Package: schema.BlobRef{CID: "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", SHA256: string(bytes.Repeat([]byte("ab"), 32)), Size: 10, MediaType: "application/zip"}})
-}
-
+func dDelivery(t testing.TB, label string) schema.Record { return fixture.Delivery(t, label) }
 func dExecution(t testing.TB, id, vm string, state schema.ExecutionState) schema.Record {
-	b := schema.Execution{Delivery: "d1", TestTaker: "tt1", State: state, Started: tw0, VM: vm, Version: 1}
-	if state == schema.ExecutionState("finished") {
-		f := tw0.Add(time.Hour)
-		b.Finished = &f
-	}
-	return dRecord(t, id, b)
+	return fixture.Execution(t, id, vm, state)
 }
-
 func dResult(t testing.TB, exec string, score string) schema.Record {
-	return dRecord(t, exec, schema.Result{Execution: exec, Finished: tw0.Add(time.Hour), Variables: map[string]schema.ResultVariable{
-		"SCORE": {BaseType: "float", Cardinality: "single", Value: json.RawMessage(score)}}})
+	return fixture.Result(t, exec, score)
 }
 
 func TestDecide(t *testing.T) {
 	w := newDWorld(t)
-	c, v1, v2 := w.central, w.vm1, w.vm2
-	d1 := c.sign(t, dDelivery(t, "Maths"), 0)
-	d1b := c.sign(t, dDelivery(t, "Maths, room 2"), time.Minute)
+	c, v1, v2 := w.Central, w.VM1, w.VM2
+	d1 := c.Sign(t, dDelivery(t, "Maths"), 0)
+	d1b := c.Sign(t, dDelivery(t, "Maths, room 2"), time.Minute)
 	forgedD := bytes.Clone(d1)
 	forgedD[len(forgedD)-70] ^= 1 // inside the record, under the signature
-	vmDelivery := v1.sign(t, dDelivery(t, "VM's delivery"), 0)
-	e1 := v1.sign(t, dExecution(t, "e1", v1.id, "active"), 0)
-	e1done := v1.sign(t, dExecution(t, "e1", v1.id, "finished"), time.Hour)
-	e1byVM2 := v2.sign(t, dExecution(t, "e1", v2.id, "active"), time.Hour)
-	r1 := v1.sign(t, dResult(t, "e1", "7.5"), time.Hour)
-	r1b := v1.sign(t, dResult(t, "e1", "9.5"), 2*time.Hour)
-	r1byVM2 := v2.sign(t, dResult(t, "e1", "10"), time.Hour)
-	rev, err := w.auth.Revoke(policy.RevokeRequest{Network: "test", Peer: v2.id, Serial: v2.m.Serial, From: tw0.Add(30 * time.Minute)}, tw0)
+	vmDelivery := v1.Sign(t, dDelivery(t, "VM's delivery"), 0)
+	e1 := v1.Sign(t, dExecution(t, "e1", v1.ID, "active"), 0)
+	e1done := v1.Sign(t, dExecution(t, "e1", v1.ID, "finished"), time.Hour)
+	e1byVM2 := v2.Sign(t, dExecution(t, "e1", v2.ID, "active"), time.Hour)
+	r1 := v1.Sign(t, dResult(t, "e1", "7.5"), time.Hour)
+	r1b := v1.Sign(t, dResult(t, "e1", "9.5"), 2*time.Hour)
+	r1byVM2 := v2.Sign(t, dResult(t, "e1", "10"), time.Hour)
+	rev, err := w.Auth.Revoke(policy.RevokeRequest{Network: "test", Peer: v2.ID, Serial: v2.M.Serial, From: tw0.Add(30 * time.Minute)}, tw0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	revs, err := policy.NewRevocationSet(w.trust, rev)
+	revs, err := policy.NewRevocationSet(w.Trust, rev)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2byVM2Early := v2.sign(t, dExecution(t, "e2", v2.id, "active"), 0)
-	e2byVM2Late := v2.sign(t, dExecution(t, "e2", v2.id, "finished"), time.Hour)
-	delByC := c.sign(t, dDelivery(t, "Maths"), 2*time.Hour)
-	delByVM := v1.sign(t, dDelivery(t, "Maths"), 2*time.Hour)
-	delResult := c.sign(t, dResult(t, "e1", "7.5"), 2*time.Hour)
-	mC := w.central.m.Encode()
+	e2byVM2Early := v2.Sign(t, dExecution(t, "e2", v2.ID, "active"), 0)
+	e2byVM2Late := v2.Sign(t, dExecution(t, "e2", v2.ID, "finished"), time.Hour)
+	delByC := c.Sign(t, dDelivery(t, "Maths"), 2*time.Hour)
+	delByVM := v1.Sign(t, dDelivery(t, "Maths"), 2*time.Hour)
+	delResult := c.Sign(t, dResult(t, "e1", "7.5"), 2*time.Hour)
+	mC := w.Central.M.Encode()
 	badM := bytes.Clone(mC)
 	badM[10] ^= 1
 
 	// e1 is stored finished (results need that), e3 active.
-	e3 := v1.sign(t, dExecution(t, "e3", v1.id, "active"), 0)
-	r3 := v1.sign(t, dResult(t, "e3", "5"), time.Hour)
-	e1back := v1.sign(t, dExecution(t, "e1", v1.id, "active"), 2*time.Hour)
-	e1moved := v1.sign(t, withDelivery(t, dExecution(t, "e1", v1.id, "active"), "d2"), 30*time.Minute)
+	e3 := v1.Sign(t, dExecution(t, "e3", v1.ID, "active"), 0)
+	r3 := v1.Sign(t, dResult(t, "e3", "5"), time.Hour)
+	e1back := v1.Sign(t, dExecution(t, "e1", v1.ID, "active"), 2*time.Hour)
+	e1moved := v1.Sign(t, withDelivery(t, dExecution(t, "e1", v1.ID, "active"), "d2"), 30*time.Minute)
 	execs := map[string][]byte{"e1": e1done, "e3": e3}
 	el := func(block string, prio uint64, v []byte) policy.Element {
 		return policy.Element{Block: block, Priority: prio, Value: v}
@@ -208,18 +132,18 @@ func TestDecide(t *testing.T) {
 			elems: []policy.Element{el("a", 3, delByC)}, want: nil, refused: map[string]string{"a": policy.ReasonMisplaced}},
 		{name: "tombstone of exam evidence ignored", key: "/results/e1",
 			elems: []policy.Element{{Block: "a", Priority: 3, Value: r1, Tomb: true}}, want: r1},
-		{name: "membership at its key", key: policy.MembershipKey(w.central.m.Serial), elems: []policy.Element{el("a", 1, mC)}, want: mC},
-		{name: "forged membership refused", key: policy.MembershipKey(w.central.m.Serial),
+		{name: "membership at its key", key: policy.MembershipKey(w.Central.M.Serial), elems: []policy.Element{el("a", 1, mC)}, want: mC},
+		{name: "forged membership refused", key: policy.MembershipKey(w.Central.M.Serial),
 			elems: []policy.Element{el("a", 1, badM)}, want: nil, refused: map[string]string{"a": policy.ReasonBadSignature}},
-		{name: "membership at another serial's key", key: policy.MembershipKey(w.vm1.m.Serial),
+		{name: "membership at another serial's key", key: policy.MembershipKey(w.VM1.M.Serial),
 			elems: []policy.Element{el("a", 1, mC)}, want: nil, refused: map[string]string{"a": policy.ReasonMisplaced}},
-		{name: "other organisation's membership", key: policy.MembershipKey(w.vm3.m.Serial),
-			elems: []policy.Element{el("a", 1, w.vm3.m.Encode())}, want: nil, refused: map[string]string{"a": policy.ReasonNotMember}},
+		{name: "other organisation's membership", key: policy.MembershipKey(w.VM3.M.Serial),
+			elems: []policy.Element{el("a", 1, w.VM3.M.Encode())}, want: nil, refused: map[string]string{"a": policy.ReasonNotMember}},
 		{name: "unknown reserved key", key: "/_other/x", elems: []policy.Element{el("a", 1, mC)}, want: nil, refused: map[string]string{"a": policy.ReasonReservedKey}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l := policy.Lookups{Org: dOrg, Trust: w.trust, Now: tw0.Add(3 * time.Hour), Revs: tc.revs, Members: w.members,
+			l := policy.Lookups{Org: dOrg, Trust: w.Trust, Now: tw0.Add(3 * time.Hour), Revs: tc.revs, Members: w.Members,
 				DeletedAt: func(string) (time.Time, bool) { return tc.deletedAt, !tc.deletedAt.IsZero() },
 				Execution: func(id string) (*schema.Record, bool) {
 					if tc.noExec || execs[id] == nil {
@@ -263,27 +187,27 @@ func TestDecide(t *testing.T) {
 
 func TestDecideParksUnknownMembership(t *testing.T) {
 	w := newDWorld(t)
-	d1 := w.central.sign(t, dDelivery(t, "Maths"), 0)
+	d1 := w.Central.Sign(t, dDelivery(t, "Maths"), 0)
 	d := policy.Decide("/deliveries/d1", []policy.Element{{Block: "a", Priority: 1, Value: d1}}, policy.Lookups{
-		Org: dOrg, Trust: w.trust, Now: tw0,
+		Org: dOrg, Trust: w.Trust, Now: tw0,
 		Members:   func(policy.Serial) (policy.Membership, bool) { return policy.Membership{}, false },
 		Execution: func(string) (*schema.Record, bool) { return nil, false },
 	})
 	v := d.Verdicts["a"]
-	if d.Value != nil || v == nil || !v.Parked || v.Reason != policy.ReasonUnknownMembership || v.Dep != policy.MembershipKey(w.central.m.Serial) {
+	if d.Value != nil || v == nil || !v.Parked || v.Reason != policy.ReasonUnknownMembership || v.Dep != policy.MembershipKey(w.Central.M.Serial) {
 		t.Fatalf("got value %q, verdict %+v", d.Value, v)
 	}
 }
 
 func TestDecideIsOrderIndependent(t *testing.T) {
 	w := newDWorld(t)
-	v1 := w.vm1
-	e1 := v1.sign(t, dExecution(t, "e1", v1.id, "active"), 0)
-	e1done := v1.sign(t, dExecution(t, "e1", v1.id, "finished"), time.Hour)
+	v1 := w.VM1
+	e1 := v1.Sign(t, dExecution(t, "e1", v1.ID, "active"), 0)
+	e1done := v1.Sign(t, dExecution(t, "e1", v1.ID, "finished"), time.Hour)
 	forged := bytes.Clone(e1done)
 	forged[len(forged)-1] ^= 1
 	elems := []policy.Element{{Block: "a", Priority: 1, Value: e1}, {Block: "b", Priority: 2, Value: e1done}, {Block: "c", Priority: 7, Value: e1}, {Block: "d", Priority: 7, Value: forged}}
-	l := policy.Lookups{Org: dOrg, Trust: w.trust, Now: tw0.Add(2 * time.Hour), Members: w.members,
+	l := policy.Lookups{Org: dOrg, Trust: w.Trust, Now: tw0.Add(2 * time.Hour), Members: w.Members,
 		Execution: func(string) (*schema.Record, bool) { return nil, false }}
 	first := policy.Decide("/executions/e1", elems, l)
 	for i := range elems {
