@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/examnode/examnode/internal/disktest"
+	"github.com/examnode/examnode/internal/testwait"
 )
 
 func TestSpaceGuardAdmitsUpToTheReserve(t *testing.T) {
@@ -198,22 +199,8 @@ func TestDiskFullRefusesWritesAndRecovers(t *testing.T) {
 	closeAll()
 }
 
-// waitUntil calls cond every interval until it holds or timeout has passed
-// (or the test ends), and says whether it held.
+// waitUntil is testwait.Until.
 func waitUntil(t *testing.T, timeout, interval time.Duration, cond func() bool) bool {
 	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			return cond()
-		case <-tick.C:
-		case <-t.Context().Done():
-			return false
-		}
-	}
-	return true
+	return testwait.Until(t, timeout, interval, cond)
 }

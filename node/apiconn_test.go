@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/testwait"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -144,12 +145,8 @@ func TestAPIConnectionCapClosesIdleConnectionsFirst(t *testing.T) {
 		}
 		got <- c
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for lim.Open() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the long poll's connection is not open: %d", lim.Open())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the limiter, not waiting for an event
+	if !testwait.Until(t, 10*time.Second, 10*time.Millisecond, func() bool { return lim.Open() == 1 }) {
+		t.Fatalf("the long poll's connection is not open: %d", lim.Open())
 	}
 
 	// Five times the cap of idle, unauthenticated connections.
@@ -262,11 +259,7 @@ func TestConnLimiterCountsEveryConnectionOut(t *testing.T) {
 		t.Fatalf("%d connections open after the storm, cap %d", o, limit)
 	}
 	srv.SetKeepAlivesEnabled(false) // closes the idle ones
-	deadline := time.Now().Add(10 * time.Second)
-	for lim.Open() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still counted after every one closed", lim.Open())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the limiter
+	if !testwait.Until(t, 10*time.Second, 10*time.Millisecond, func() bool { return lim.Open() == 0 }) {
+		t.Fatalf("%d connections still counted after every one closed", lim.Open())
 	}
 }

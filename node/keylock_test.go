@@ -4,6 +4,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/examnode/examnode/internal/testwait"
 )
 
 func TestKeyLocksSerialiseOneKeyAndFreeEntries(t *testing.T) {
@@ -34,12 +36,8 @@ func TestKeyLocksSerialiseOneKeyAndFreeEntries(t *testing.T) {
 	}
 
 	// Once nobody holds or waits, no entry is left.
-	deadline := time.Now().Add(5 * time.Second)
-	for k.held() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d entries left after every unlock", k.held())
-		}
-		time.Sleep(time.Millisecond)
+	if !testwait.Until(t, 5*time.Second, time.Millisecond, func() bool { return k.held() == 0 }) {
+		t.Fatalf("%d entries left after every unlock", k.held())
 	}
 }
 
