@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,27 +76,10 @@ func TestSizesFollowTheDisk(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of size bytes and returns its path; it skips
-// the test where mounting is impossible (not root, no mount(8)).
+// mountTmpfs is disktest.Tmpfs.
 func mountTmpfs(t *testing.T, size int64) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "disk")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs (CI runs tests as root)")
-	}
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
-	if err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v: %s", dir, err, out)
-		}
-	})
-	return dir
+	return disktest.Tmpfs(t, size)
 }
 
 // TestDiskFullRefusesWritesAndRecovers runs a store on a 64 MiB tmpfs: its

@@ -11,7 +11,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,6 +27,7 @@ import (
 
 	"github.com/examnode/examnode/crdt"
 	"github.com/examnode/examnode/internal/cluster"
+	"github.com/examnode/examnode/internal/disktest"
 	"github.com/examnode/examnode/mesh"
 	"github.com/examnode/examnode/node"
 	"github.com/examnode/examnode/policy"
@@ -407,17 +407,7 @@ func gatedClusterWith(t *testing.T, opts cluster.Options, specs ...cluster.Spec)
 // of 32 MiB of junk: the pull stops at the peer threshold, the disk guard
 // does not trip, and central's own writes in both organisations go on.
 func TestHostilePullStopsBeforeTheDiskGuard(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs (CI runs tests as root)")
-	}
-	disk := filepath.Join(t.TempDir(), "disk")
-	if err := os.Mkdir(disk, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", disk).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", disk).Run() })
+	disk := disktest.Tmpfs(t, 64<<20)
 	auth, err := policy.GenerateAuthority()
 	if err != nil {
 		t.Fatal(err)
@@ -536,17 +526,7 @@ func TestHostilePullFloodIsKeptOutAtOnce(t *testing.T) {
 // stop there too: the disk guard does not trip and central's own writes go
 // on.
 func TestBitswapStopsBeforeTheDiskGuard(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs (CI runs tests as root)")
-	}
-	disk := filepath.Join(t.TempDir(), "disk")
-	if err := os.Mkdir(disk, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", disk).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", disk).Run() })
+	disk := disktest.Tmpfs(t, 64<<20)
 	auth, err := policy.GenerateAuthority()
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/examnode/examnode/internal/disktest"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -16,17 +17,7 @@ import (
 // is answered 507 disk_full (the daemon stays up), a read still works, and
 // the write is accepted once the file is gone.
 func TestAPIAnswers507OnAFullDisk(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a small tmpfs (CI runs tests as root)")
-	}
-	dir := filepath.Join(t.TempDir(), "disk")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("umount", dir).Run() })
+	dir := disktest.Tmpfs(t, 64<<20)
 	n := newTestNode(t, dir, schema.RoleVM)
 	closed := false
 	t.Cleanup(func() {

@@ -1,10 +1,12 @@
-// Package disktest fills a disk for tests of what a node does when its data
-// directory has no space left.
+// Package disktest makes small disks and fills them, for tests of what a
+// node does when its data directory has no space left.
 package disktest
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -44,4 +46,28 @@ func Fill(t testing.TB, dir string, max int64) string {
 	}
 	t.Logf("filler: %d bytes", written)
 	return p
+}
+
+// Tmpfs mounts a tmpfs of size bytes and returns its path, unmounted when
+// the test ends; it skips the test where mounting is impossible (not root,
+// no mount(8)).
+func Tmpfs(t testing.TB, size int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a small tmpfs (CI runs tests as root)")
+	}
+	dir := filepath.Join(t.TempDir(), "disk")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d,mode=0700", size), "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	return dir
 }
