@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
@@ -230,4 +232,54 @@ func FuzzPullAnswer(f *testing.F) {
 			}
 		}
 	})
+}
+
+// readRound reads one round of a pull answer strictly, checking every
+// block against its CID: the fuzz targets' oracle for what a server
+// writes (the requester's own reader is puller.round, which also checks
+// that each block was asked for).
+func readRound(r *bufio.Reader) ([]blocks.Block, error) {
+	var out []blocks.Block
+	total := 0
+	for {
+		cl, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, err
+		}
+		if cl == 0 {
+			return out, nil
+		}
+		if cl > 256 || len(out) >= PullMaxBlocks+1 {
+			return nil, fmt.Errorf("crdt: malformed pull answer")
+		}
+		cb := make([]byte, cl)
+		if _, err := io.ReadFull(r, cb); err != nil {
+			return nil, err
+		}
+		c, err := cid.Cast(cb)
+		if err != nil {
+			return nil, fmt.Errorf("crdt: pull answer: %w", err)
+		}
+		dl, err := binary.ReadUvarint(r)
+		if err != nil {
+			return nil, err
+		}
+		if dl > maxPullBlockSize || total+int(dl) > PullMaxBytes+maxPullBlockSize {
+			return nil, fmt.Errorf("crdt: pull answer: block of %d bytes is too large", dl)
+		}
+		data := make([]byte, dl)
+		if _, err := io.ReadFull(r, data); err != nil {
+			return nil, err
+		}
+		total += int(dl)
+		sum, err := c.Prefix().Sum(data)
+		if err != nil || !sum.Equals(c) {
+			return nil, fmt.Errorf("%w: %s", ErrBadBlock, c)
+		}
+		b, err := blocks.NewBlockWithCid(data, c)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
 }
