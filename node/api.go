@@ -132,6 +132,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/history", n.handleHistory)
 	n.bundleRoutes(mux) // result bundles (bundles_api.go)
 	mux.HandleFunc("GET /metrics", n.handleMetrics)
+	n.pprofRoutes(mux) // /debug/pprof/, with "pprof": true (pprof.go)
 	return n.withUI(n.auth(mux))
 }
 

@@ -112,6 +112,12 @@ type Config struct {
 	// check; off, they answer 404 raw_off. Set by `examnode init --debug`;
 	// never on a production node.
 	Debug bool `json:"debug,omitempty"`
+	// Pprof serves Go's profiles (net/http/pprof) on the local API under
+	// /debug/pprof/, behind the API token like every other route; off,
+	// they answer 404 pprof_off (pprof.go). Safe on a production node,
+	// which is what it is for: a CPU profile costs a few percent of CPU
+	// while it runs, at most 60 s per request.
+	Pprof bool `json:"pprof,omitempty"`
 	// Tuning holds intervals that tests and benchmarks shorten.
 	Tuning Tuning `json:"tuning,omitzero"`
 	// Bundles configures result bundles and archive duties (bundleconfig.go).
