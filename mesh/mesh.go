@@ -35,6 +35,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -394,7 +395,7 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 		m.book[p.ID] = &peerState{configured: true, addr: firstAddr(p.Addrs)}
 	}
 	m.loadRemembered()
-	idSub, err := h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted))
+	idSub, err := h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted), eventbus.BufSize(256))
 	if err != nil {
 		cancel()
 		_ = h.Close()
