@@ -15,8 +15,8 @@ import (
 //     for it; the last recentRefusals of them stay in a small ring, shown
 //     by Peers with the reason, so that `examnode peers` still says why.
 //   - Beyond Options.MaxPeers entries, disconnected peers are forgotten,
-//     oldest first. Configured peers are never forgotten, nor is a
-//     connected peer.
+//     oldest first, remembered peers (remembered.go) after all others.
+//     Configured peers are never forgotten, nor is a connected peer.
 
 // recentRefusals is how many forgotten refused peers Peers still shows.
 const recentRefusals = 32
@@ -35,7 +35,7 @@ func (m *Mesh) forgetLocked(p peer.ID, s *peerState) {
 	if s.configured || s.lan {
 		return
 	}
-	if m.Gated() && s.member == nil {
+	if m.Gated() && s.member == nil && !s.remembered {
 		delete(m.book, p)
 		m.forgetPeerstore(p)
 		if s.lastError != "" {
@@ -48,12 +48,14 @@ func (m *Mesh) forgetLocked(p peer.ID, s *peerState) {
 	for len(m.book) > m.opts.MaxPeers {
 		var oldest peer.ID
 		var at time.Time
+		var rem bool
 		for id, st := range m.book {
 			if st.connected || st.configured || st.dialing {
 				continue
 			}
-			if oldest == "" || st.lastSeen.Before(at) {
-				oldest, at = id, st.lastSeen
+			// Remembered peers go last: they are the ones this node dials back.
+			if oldest == "" || (rem && !st.remembered) || (rem == st.remembered && st.lastSeen.Before(at)) {
+				oldest, at, rem = id, st.lastSeen, st.remembered
 			}
 		}
 		if oldest == "" {

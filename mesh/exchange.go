@@ -100,14 +100,19 @@ type peerState struct {
 	retryAt   time.Time
 	retryWait time.Duration
 
-	// A peer found on the LAN (mDNS) that completed a hello is remembered
-	// with the addresses mDNS gave: while it is disconnected it is
-	// redialled like a configured peer, with a backoff of at most
-	// lanRedialMax, however long the two were apart. mDNS reports a peer
-	// once, and its peerstore addresses expire; without this, VMs whose
-	// LAN was cut never found each other again while central was away.
-	remembered bool
-	lanAddrs   []ma.Multiaddr
+	// A peer that completed a hello sharing an organisation is remembered
+	// (remembered.go): while it is disconnected it is redialled, on the
+	// addresses mDNS gave for a peer found on the LAN (lanAddrs), else on
+	// those its identify reported (addrs), and it is persisted by the node
+	// so that a restarted node dials it back. A LAN peer's backoff is at
+	// most lanRedialMax, however long the two were apart: mDNS reports a
+	// peer once, and its peerstore addresses expire; without this, VMs
+	// whose LAN was cut never found each other again while central was
+	// away.
+	remembered  bool
+	lanAddrs    []ma.Multiaddr
+	addrs       []ma.Multiaddr // listen addresses from identify
+	persistedAt time.Time      // when the node was last handed it (zero: due)
 }
 
 func (s *peerState) carries(org string) bool { return slices.Contains(s.orgs, org) }
@@ -120,6 +125,7 @@ type PeerInfo struct {
 	Connected    bool          `json:"connected"`
 	Configured   bool          `json:"configured"`
 	LAN          bool          `json:"lan"`
+	Remembered   bool          `json:"remembered,omitempty"` // redialled while away, dialled back after a restart
 	Direction    string        `json:"direction,omitempty"`
 	Addr         string        `json:"addr,omitempty"`
 	Version      int           `json:"version,omitempty"`
@@ -167,7 +173,8 @@ func (m *Mesh) Peers() []PeerInfo {
 		pi := PeerInfo{
 			ID: sid, Roles: slices.Clone(s.roles), Orgs: slices.Clone(s.orgs),
 			Connected: s.connected, Configured: s.configured, LAN: s.lan, Addr: s.addr,
-			Version: s.version, Schema: s.schema, LastSeen: s.lastSeen, LastExchange: s.lastExchange,
+			Remembered: s.remembered && len(s.dialAddrsLocked()) > 0,
+			Version:    s.version, Schema: s.schema, LastSeen: s.lastSeen, LastExchange: s.lastExchange,
 			Exchanges: s.exchanges, LastError: s.lastError,
 		}
 		if s.connected {
@@ -458,6 +465,7 @@ func (m *Mesh) exchangeOnce(p peer.ID, present bool) error {
 		m.mu.Lock()
 		if st := m.book[p]; st != nil {
 			st.declined = true
+			m.forgetRememberedLocked(p, st)
 		}
 		m.mu.Unlock()
 		m.noteError(p, reply.Error)
@@ -774,9 +782,7 @@ func (m *Mesh) notePeer(p peer.ID, h hello, member *policy.Membership, initiated
 		}
 	}
 	s.orgs = orgs
-	if s.lan && slices.ContainsFunc(orgs, func(org string) bool { return m.topics[org] != nil }) {
-		s.remembered = true // redialled while apart (dialLANDueLocked)
-	}
+	m.rememberLocked(p, s, orgs) // redialled while apart, dialled back after a restart
 	s.version = h.Version
 	s.schema = h.Schema
 	s.lastSeen = m.now()
@@ -855,7 +861,7 @@ func (m *Mesh) dialDue() {
 	now := m.now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.dialLANDueLocked(now)
+	m.dialRememberedDueLocked(now)
 	for _, ai := range m.peers {
 		s := m.book[ai.ID]
 		if s.connected || s.dialing || now.Before(s.nextDial) {

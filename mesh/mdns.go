@@ -142,39 +142,3 @@ func (m *Mesh) startMDNS() error {
 // a dial to a VM that is not there costs one SYN on the LAN, and a centre
 // whose LAN comes back must be whole again within seconds.
 const lanRedialMax = 4 * time.Second
-
-// dialLANDueLocked redials the remembered LAN peers that are not
-// connected and whose wait is over (m.mu held).
-func (m *Mesh) dialLANDueLocked(now time.Time) {
-	for p, s := range m.book {
-		if !s.remembered || s.configured || s.connected || s.dialing || len(s.lanAddrs) == 0 || now.Before(s.nextDial) {
-			continue
-		}
-		if m.host.Network().Connectedness(p) == network.Connected {
-			continue
-		}
-		s.dialing = true
-		ai := peer.AddrInfo{ID: p, Addrs: slices.Clone(s.lanAddrs)}
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			// The swarm's own dial backoff would refuse a dial this soon
-			// after a failed one; the wait here is the backoff.
-			ctx, cancel := context.WithTimeout(network.WithForceDirectDial(m.ctx, "redial of a LAN peer"), 5*time.Second)
-			err := m.host.Connect(ctx, ai)
-			cancel()
-			m.mu.Lock()
-			defer m.mu.Unlock()
-			s.dialing = false
-			if err == nil {
-				s.backoff = 0
-				return
-			}
-			s.backoff = min(max(2*s.backoff, m.opts.RedialMin), lanRedialMax)
-			s.nextDial = m.now().Add(s.backoff)
-			if m.ctx.Err() == nil {
-				s.lastError = "dial (LAN peer, remembered): " + err.Error()
-			}
-		}()
-	}
-}

@@ -30,10 +30,12 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	cmgr "github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -101,6 +103,11 @@ type Options struct {
 	// Limits are the libp2p resource manager's limits; zero fields take
 	// DefaultLimits' values.
 	Limits Limits
+	// Remembered are peers this node met before (what Deps.RememberPeer
+	// was handed, persisted by the node): they are dialled at start and
+	// redialled while disconnected (remembered.go). Configured peers and
+	// entries without addresses are skipped.
+	Remembered []peer.AddrInfo
 }
 
 // Defaults of the options that bound what strangers cost.
@@ -176,6 +183,11 @@ func (o *Options) validate() error {
 			return err
 		}
 	}
+	for _, ai := range o.Remembered {
+		if err := ai.ID.Validate(); err != nil {
+			return fmt.Errorf("mesh: remembered peer: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -210,7 +222,14 @@ type Deps struct {
 	// presented in every hello. Required when Trust is set, and it must
 	// verify for this node's peer ID.
 	Membership []byte
-	Logger     *slog.Logger
+	// RememberPeer and ForgetPeer, if set, persist the remembered peers
+	// (remembered.go): RememberPeer is called when a peer becomes
+	// remembered, when its addresses change, and at most daily while it
+	// stays; ForgetPeer when a remembered peer is refused. Both are called
+	// from one goroutine, in order.
+	RememberPeer func(peer.AddrInfo)
+	ForgetPeer   func(peer.ID)
+	Logger       *slog.Logger
 	// Now is the clock for the peer book; time.Now if nil.
 	Now func() time.Time
 }
@@ -256,6 +275,10 @@ type Mesh struct {
 	exchangesOK atomic.Uint64
 
 	mdns interface{ Close() error }
+
+	dirty             map[peer.ID]bool // remembered peers to hand to the node (m.mu)
+	dirtyCh           chan struct{}
+	rememberedDialing int // dials of remembered peers under way (m.mu)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -307,6 +330,8 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 		again:     map[peer.ID]bool{},
 		verifyCh:  make(chan struct{}),
 		deny:      newDenySet(maxDenied),
+		dirty:     map[peer.ID]bool{},
+		dirtyCh:   make(chan struct{}, 1),
 	}
 	var allow []ma.Multiaddr
 	for _, p := range peers {
@@ -369,6 +394,13 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 		cm.Protect(p.ID, "examnode-configured")
 		m.book[p.ID] = &peerState{configured: true, addr: firstAddr(p.Addrs)}
 	}
+	m.loadRemembered()
+	idSub, err := h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted), eventbus.BufSize(256))
+	if err != nil {
+		cancel()
+		_ = h.Close()
+		return nil, fmt.Errorf("mesh: subscribe to identify events: %w", err)
+	}
 	h.SetStreamHandler(syncProtocol, m.handleSync)
 	h.Network().Notify(&network.NotifyBundle{
 		ConnectedF:    func(_ network.Network, c network.Conn) { m.onConnected(c) },
@@ -378,11 +410,14 @@ func New(opts Options, deps Deps) (*Mesh, error) {
 	if opts.MDNS {
 		if err := m.startMDNS(); err != nil {
 			cancel()
+			_ = idSub.Close()
 			_ = h.Close()
 			return nil, fmt.Errorf("mesh: start LAN discovery (mDNS): %w", err)
 		}
 	}
-	m.wg.Add(4)
+	m.wg.Add(6)
+	go func() { defer m.wg.Done(); m.identifyLoop(idSub) }()
+	go func() { defer m.wg.Done(); m.persistLoop() }()
 	go func() { defer m.wg.Done(); m.strangerLoop() }()
 	go func() { defer m.wg.Done(); m.exchangeLoop() }()
 	go func() { defer m.wg.Done(); m.redialLoop() }()

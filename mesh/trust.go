@@ -139,6 +139,7 @@ func (m *Mesh) refuseAfter(p peer.ID, err error, delay time.Duration) {
 		s.refused = true
 		s.connectedAt = time.Time{}
 		stranger = stranger && !s.configured
+		m.forgetRememberedLocked(p, s)
 	}
 	m.signalLocked()
 	m.mu.Unlock()

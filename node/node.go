@@ -242,6 +242,12 @@ func (n *Node) Start(ctx context.Context) error {
 	n.mu.Lock()
 	n.feed = f
 	n.mu.Unlock()
+	// The peers met before the restart are dialled back at once
+	// (remembered.go).
+	remembered := newRememberedPeers(n.store.Datastore(), n.now, n.log)
+	if mopts.Remembered, err = remembered.load(ctx); err != nil {
+		return fmt.Errorf("node: read remembered peers: %w", err)
+	}
 	m, err := mesh.New(mopts, mesh.Deps{
 		Trust:        trust,
 		Membership:   ownBytes,
@@ -251,6 +257,8 @@ func (n *Node) Start(ctx context.Context) error {
 		Prefetch:     n.prefetch,
 		GossipFilter: n.deps.GossipFilter,
 		Gater:        n.deps.Gater,
+		RememberPeer: remembered.remember,
+		ForgetPeer:   remembered.forget,
 		Logger:       n.log,
 		Now:          n.now,
 	})
