@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/examnode/examnode/internal/testwait"
 	"github.com/examnode/examnode/schema"
 )
 
@@ -150,18 +151,15 @@ func TestPprofLongProfileSurvivesTheCapAndEndsOnClose(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	started := testwait.Until(t, 10*time.Second, 50*time.Millisecond, func() bool {
 		status, body := look("/debug/pprof/goroutine?debug=1")
 		if status != http.StatusOK {
 			t.Fatalf("goroutine profile beside a CPU profile: %d", status)
 		}
-		if strings.Contains(body, "net/http/pprof.Profile") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the 60 s profile did not start")
-		}
-		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(body, "net/http/pprof.Profile")
+	})
+	if !started {
+		t.Fatal("the 60 s profile did not start")
 	}
 	for range 8 {
 		if status, _ := look("/v1/status"); status != http.StatusOK {
