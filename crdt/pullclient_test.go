@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 
 	"github.com/ipfs/boxo/blockstore"
@@ -19,6 +17,8 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
+
+	"github.com/examnode/examnode/internal/disktest"
 )
 
 // junkBlock is a block of size random bytes under its own (valid) CID.
@@ -331,14 +331,7 @@ func TestPeerBlocksStopBeforeTheDiskGuard(t *testing.T) {
 	}
 	// Leave 2 × reserve + 6 MiB free.
 	fill := int64(sp.Free - (2*sp.Reserve + 6<<20))
-	f, err := os.Create(filepath.Join(disk, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Fallocate(int(f.Fd()), 0, 0, fill); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	disktest.Allocate(t, disk, fill)
 	before := dst.Space()
 	t.Logf("free %s, reserve %s", mib(before.Free), mib(before.Reserve))
 

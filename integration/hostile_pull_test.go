@@ -10,12 +10,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -433,14 +430,7 @@ func TestHostilePullStopsBeforeTheDiskGuard(t *testing.T) {
 	if sp.Free < leave+1<<20 {
 		t.Fatalf("too little space on the tmpfs: %+v", sp)
 	}
-	f, err := os.Create(filepath.Join(disk, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(sp.Free-leave)); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	disktest.Allocate(t, disk, int64(sp.Free-leave))
 	before := central.Store().Space()
 
 	h := newHostile(t, c, hostileSpec{Role: schema.RoleVM, Orgs: []string{orgA}})
@@ -575,14 +565,7 @@ func TestBitswapStopsBeforeTheDiskGuard(t *testing.T) {
 	if sp.Free < leave+1<<20 {
 		t.Fatalf("too little space on the tmpfs: %+v", sp)
 	}
-	f, err := os.Create(filepath.Join(disk, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Fallocate(int(f.Fd()), 0, 0, int64(sp.Free-leave)); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
+	disktest.Allocate(t, disk, int64(sp.Free-leave))
 	before := central.Store().Space()
 
 	ai, err := cluster.AddrInfo(central.Addrs())

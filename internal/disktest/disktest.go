@@ -71,3 +71,17 @@ func Tmpfs(t testing.TB, size int64) string {
 	})
 	return dir
 }
+
+// Allocate writes a file named "filler" of size bytes in dir at once
+// (fallocate), so that a test can leave an exact amount of the disk free.
+func Allocate(t testing.TB, dir string, size int64) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+		t.Fatalf("fallocate %d bytes in %s: %v", size, dir, err)
+	}
+}
