@@ -23,18 +23,38 @@ func TestMain(m *testing.M) {
 
 func startNode(t *testing.T) *Node {
 	t.Helper()
-	cfg := DefaultConfig(schema.RoleVM, "C1")
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.API = "127.0.0.1:0"
-	cfg.LANDiscovery = false
+	cfg := localConfig(schema.RoleVM)
 	cfg.Debug = true // the raw routes
-	n, err := New(t.TempDir(), cfg, Deps{})
+	return startConfig(t, t.TempDir(), cfg)
+}
+
+// localConfig is the configuration of a test node of C1 with one role:
+// loopback addresses on free ports, no LAN discovery.
+func localConfig(role schema.Role) Config {
+	cfg := DefaultConfig(role, "C1")
+	cfg.Listen, cfg.API, cfg.LANDiscovery = []string{"/ip4/127.0.0.1/tcp/0"}, "127.0.0.1:0", false
+	return cfg
+}
+
+// openStarted opens a node on dir with cfg and starts it; the caller
+// closes it.
+func openStarted(t *testing.T, dir string, cfg Config) *Node {
+	t.Helper()
+	n, err := New(dir, cfg, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
+		t.Fatal(errors.Join(err, n.Close()))
 	}
+	return n
+}
+
+// startConfig is openStarted, closed (twice: Close is safe twice) when the
+// test ends.
+func startConfig(t *testing.T, dir string, cfg Config) *Node {
+	t.Helper()
+	n := openStarted(t, dir, cfg)
 	t.Cleanup(func() {
 		if err := n.Close(); err != nil {
 			t.Error(err)
@@ -119,20 +139,7 @@ func TestAPIWriteIsDurableAndReadable(t *testing.T) {
 // Without "debug": true the raw routes do not exist: they answer 404
 // raw_off, naming the key, and write nothing; the record routes work.
 func TestRawRoutesExistOnlyWithDebug(t *testing.T) {
-	cfg := DefaultConfig(schema.RoleCentral, "C1")
-	cfg.Listen, cfg.API, cfg.LANDiscovery = []string{"/ip4/127.0.0.1/tcp/0"}, "127.0.0.1:0", false
-	n, err := New(t.TempDir(), cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	n := startConfig(t, t.TempDir(), localConfig(schema.RoleCentral))
 	putFixture(t, n, schema.KindTestTakers)
 	for _, rq := range []struct{ method, path string }{
 		{"GET", "/v1/orgs/C1/raw"}, {"GET", "/v1/orgs/C1/raw/test-takers/tt1"},

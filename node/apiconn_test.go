@@ -114,21 +114,9 @@ func TestAPIClosesIdleUnauthenticatedConnectionsSoon(t *testing.T) {
 // unauthenticated first; a connection inside a request (a long poll) is
 // never closed for it, and the platform's requests are answered.
 func TestAPIConnectionCapClosesIdleConnectionsFirst(t *testing.T) {
-	cfg := DefaultConfig(schema.RoleCentral, "C1")
-	cfg.Listen, cfg.API, cfg.LANDiscovery = []string{"/ip4/127.0.0.1/tcp/0"}, "127.0.0.1:0", false
+	cfg := localConfig(schema.RoleCentral)
 	cfg.APIMaxConnections = 20
-	n, err := New(t.TempDir(), cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	n := startConfig(t, t.TempDir(), cfg)
 	lim := n.apiLn.(*connLimiter)
 
 	// An authenticated long poll, open through what follows.

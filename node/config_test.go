@@ -20,16 +20,8 @@ func TestAPITokenTrimmedOnceAndWeakOneRefused(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, TokenFile), []byte(tok+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig(schema.RoleVM, "C1")
-	cfg.Listen, cfg.API, cfg.LANDiscovery = []string{"/ip4/127.0.0.1/tcp/0"}, "127.0.0.1:0", false
-	n, err := New(dir, cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = n.Close() })
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	cfg := localConfig(schema.RoleVM)
+	n := startConfig(t, dir, cfg)
 	if n.Token() != tok {
 		t.Fatalf("daemon token %q, want the file's content without its newline", n.Token())
 	}

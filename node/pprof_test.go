@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -16,23 +15,10 @@ import (
 // test ends.
 func startPprof(t *testing.T, on bool, maxConns int) *Node {
 	t.Helper()
-	cfg := DefaultConfig(schema.RoleVM, "C1")
-	cfg.Listen, cfg.API, cfg.LANDiscovery = []string{"/ip4/127.0.0.1/tcp/0"}, "127.0.0.1:0", false
+	cfg := localConfig(schema.RoleVM)
 	cfg.Pprof = on
 	cfg.APIMaxConnections = maxConns
-	n, err := New(t.TempDir(), cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := n.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return startConfig(t, t.TempDir(), cfg)
 }
 
 // Without "pprof": true the profiling routes answer 404 pprof_off, naming

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -54,20 +53,10 @@ var fixtures = map[schema.Kind][2]string{
 
 func newTestNode(t *testing.T, dir string, roles ...schema.Role) *Node {
 	t.Helper()
-	cfg := DefaultConfig(roles[0], "C1")
+	cfg := localConfig(roles[0])
 	cfg.Roles = roles
-	cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
-	cfg.API = "127.0.0.1:0"
-	cfg.LANDiscovery = false
 	cfg.Debug = true // the raw routes
-	n, err := New(dir, cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(errors.Join(err, n.Close()))
-	}
-	return n
+	return openStarted(t, dir, cfg)
 }
 
 // startRoles starts a node of C1 with roles, closed when the test ends.

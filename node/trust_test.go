@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -32,18 +31,10 @@ func gatedCentral(t *testing.T, a *policy.Authority, dir string) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig(schema.RoleCentral, "C1")
-	cfg.Listen, cfg.API, cfg.LANDiscovery = []string{"/ip4/127.0.0.1/tcp/0"}, "127.0.0.1:0", false
+	cfg := localConfig(schema.RoleCentral)
 	cfg.Authority, cfg.Membership = a.Public().String(), m.String()
 	cfg.Debug = true // the raw routes exist, to show a gated node refuses raw writes
-	n, err := New(dir, cfg, Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(context.Background()); err != nil {
-		t.Fatal(errors.Join(err, n.Close()))
-	}
-	return n
+	return openStarted(t, dir, cfg)
 }
 
 func storedSigned(t *testing.T, n *Node, key string) policy.SignedRecord {
