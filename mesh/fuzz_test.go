@@ -43,13 +43,7 @@ func fuzzHead(i int) cid.Cid {
 // joined to org1 and org2, closed when the fuzz target ends.
 func fuzzMesh(f *testing.F, trust *policy.Trust, membership []byte, key crypto.PrivKey) *Mesh {
 	f.Helper()
-	m, err := New(Options{Network: trustNet, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}},
-		Deps{Key: key, Trust: trust, Membership: membership,
-			Heads: func(context.Context, string) ([]byte, error) { return encodeHeads([]cid.Cid{testHead}) }})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = m.Close() })
+	m := startTestMesh(f, Options{Network: trustNet}, Deps{Key: key, Trust: trust, Membership: membership})
 	for _, org := range []string{"org1", "org2"} {
 		if _, err := m.Join(org); err != nil {
 			f.Fatal(err)

@@ -29,13 +29,29 @@ var testHead = func() cid.Cid {
 
 func newMesh(t *testing.T, network string, peers ...string) *Mesh {
 	t.Helper()
-	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+	return startTestMesh(t, Options{Network: network, Peers: peers,
+		RedialMax: 200 * time.Millisecond, RedialMin: 50 * time.Millisecond}, Deps{})
+}
+
+// startTestMesh starts a mesh for a test, closed when the test ends: o
+// listens on 127.0.0.1 unless it says otherwise; deps gets a fresh key and
+// a Heads that answers testHead where it has none.
+func startTestMesh(t testing.TB, o Options, deps Deps) *Mesh {
+	t.Helper()
+	if o.ListenAddrs == nil {
+		o.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
 	}
-	m, err := New(Options{Network: network, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Peers: peers,
-		RedialMax: 200 * time.Millisecond, RedialMin: 50 * time.Millisecond},
-		Deps{Key: k, Heads: func(context.Context, string) ([]byte, error) { return encodeHeads([]cid.Cid{testHead}) }})
+	if deps.Key == nil {
+		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		deps.Key = k
+	}
+	if deps.Heads == nil {
+		deps.Heads = func(context.Context, string) ([]byte, error) { return encodeHeads([]cid.Cid{testHead}) }
+	}
+	m, err := New(o, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,16 +198,7 @@ func TestLANDiscoveryConnectsPeers(t *testing.T) {
 	network := fmt.Sprintf("mdns-test-%d", time.Now().UnixNano())
 	var ms []*Mesh
 	for range 3 {
-		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := New(Options{Network: network, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, MDNS: true},
-			Deps{Key: k})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = m.Close() })
+		m := startTestMesh(t, Options{Network: network, MDNS: true}, Deps{})
 		if _, err := m.Join("org1"); err != nil {
 			t.Fatal(err)
 		}

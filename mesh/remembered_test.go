@@ -1,14 +1,12 @@
 package mesh
 
 import (
-	"context"
 	"crypto/rand"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -42,10 +40,9 @@ func (ta *testAuthority) newRememberingMesh(t *testing.T, spec member, log *reme
 	}
 	id, _ := peer.IDFromPrivateKey(k)
 	log.peers = map[peer.ID][]ma.Multiaddr{}
-	m, err := New(Options{Network: trustNet, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+	return startTestMesh(t, Options{Network: trustNet,
 		RedialMax: 200 * time.Millisecond, RedialMin: 50 * time.Millisecond, Remembered: remembered},
 		Deps{Key: k, Trust: &ta.trust, Membership: ta.grant(t, id, spec),
-			Heads: func(context.Context, string) ([]byte, error) { return encodeHeads([]cid.Cid{testHead}) },
 			RememberPeer: func(ai peer.AddrInfo) {
 				log.mu.Lock()
 				defer log.mu.Unlock()
@@ -58,15 +55,6 @@ func (ta *testAuthority) newRememberingMesh(t *testing.T, spec member, log *reme
 				log.forgot = append(log.forgot, p)
 			},
 		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return m
 }
 
 func remembered(m *Mesh, p peer.ID) bool {

@@ -1,15 +1,11 @@
 package mesh
 
 import (
-	"context"
-	"crypto/rand"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 )
 
@@ -21,22 +17,8 @@ import (
 // the two stayed connected knowing nothing of each other.
 func TestFailedExchangeIsRetried(t *testing.T) {
 	mk := func(peers ...string) *Mesh {
-		k, _, err := crypto.GenerateEd25519Key(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := New(Options{Network: "n", ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Peers: peers,
-			ExchangeInterval: time.Hour, RedialMin: 50 * time.Millisecond, RedialMax: 200 * time.Millisecond},
-			Deps{Key: k, Heads: func(context.Context, string) ([]byte, error) { return encodeHeads([]cid.Cid{testHead}) }})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := m.Close(); err != nil {
-				t.Error(err)
-			}
-		})
-		return m
+		return startTestMesh(t, Options{Network: "n", Peers: peers,
+			ExchangeInterval: time.Hour, RedialMin: 50 * time.Millisecond, RedialMax: 200 * time.Millisecond}, Deps{})
 	}
 	var resets atomic.Int32
 	failFirst := func(m *Mesh) {

@@ -77,23 +77,13 @@ func (ta *testAuthority) newGatedMesh(t *testing.T, spec member, peers ...string
 		t.Fatal(err)
 	}
 	id, _ := peer.IDFromPrivateKey(k)
-	deps := Deps{Key: k, Now: spec.now,
-		Heads: func(context.Context, string) ([]byte, error) { return encodeHeads([]cid.Cid{testHead}) }}
+	deps := Deps{Key: k, Now: spec.now}
 	if !spec.open {
 		deps.Trust = &ta.trust
 		deps.Membership = ta.grant(t, id, spec)
 	}
-	m, err := New(Options{Network: trustNet, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Peers: peers,
+	return startTestMesh(t, Options{Network: trustNet, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"}, Peers: peers,
 		RedialMax: 200 * time.Millisecond, RedialMin: 50 * time.Millisecond}, deps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return m
 }
 
 func poll(t *testing.T, what string, cond func() bool) {

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/examnode/examnode/policy"
@@ -17,22 +16,9 @@ import (
 // PrivateNetworkKey and schema versions are kept.
 func newMeshOpts(t *testing.T, o Options) *Mesh {
 	t.Helper()
-	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	o.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
 	o.RedialMax, o.RedialMin = 200*time.Millisecond, 50*time.Millisecond
-	m, err := New(o, Deps{Key: k, Heads: func(context.Context, string) ([]byte, error) { return encodeHeads([]cid.Cid{testHead}) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return m
+	return startTestMesh(t, o, Deps{})
 }
 
 func TestPeerOfAnotherSchemaVersionIsRefused(t *testing.T) {
