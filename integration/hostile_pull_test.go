@@ -540,15 +540,7 @@ func TestBitswapStopsBeforeTheDiskGuard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for d := range 48 {
-		ops := make([]crdt.Op, 64)
-		for i := range ops {
-			ops[i] = crdt.Op{Key: fmt.Sprintf("/logs/%02d/%02d", d, i), Value: randomBlock(t, 8<<10).RawData()}
-		}
-		if err := rep.Apply(ctx, ops); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeRandomLogs(t, rep, 48, 64, 8<<10)
 
 	c := cluster.NewCluster(disk, opts)
 	t.Cleanup(func() {
@@ -616,15 +608,7 @@ func TestBitswapStopsAtTheOrganisationBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for d := range 48 {
-		ops := make([]crdt.Op, 64)
-		for i := range ops {
-			ops[i] = crdt.Op{Key: fmt.Sprintf("/logs/%02d/%02d", d, i), Value: randomBlock(t, 8<<10).RawData()}
-		}
-		if err := rep.Apply(ctx, ops); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeRandomLogs(t, rep, 48, 64, 8<<10)
 	before := storeBytes(t, central)
 	ai, err := cluster.AddrInfo(central.Addrs())
 	if err != nil {
@@ -651,4 +635,19 @@ func TestBitswapStopsAtTheOrganisationBudget(t *testing.T) {
 		t.Fatalf("central's store grew from %d to %d bytes with a 4 MiB budget", before, after)
 	}
 	putIn(t, central, orgB, "/notes/b", "C2 writes go on")
+}
+
+// writeRandomLogs writes groups × per records of size random bytes into
+// rep, one delta per group: 24 MiB for 48 × 64 × 8 KiB.
+func writeRandomLogs(t *testing.T, rep *crdt.Replica, groups, per, size int) {
+	t.Helper()
+	for d := range groups {
+		ops := make([]crdt.Op, per)
+		for i := range ops {
+			ops[i] = crdt.Op{Key: fmt.Sprintf("/logs/%02d/%02d", d, i), Value: randomBlock(t, size).RawData()}
+		}
+		if err := rep.Apply(context.Background(), ops); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
